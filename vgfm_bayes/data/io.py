@@ -1,0 +1,160 @@
+"""Readers: CSV (time column + coordinates) and AnnData / .h5ad (obs time key + obsm rep)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .timecourse import DataError, TimeCourse
+
+if TYPE_CHECKING:  # anndata is imported lazily: it is slow to import and only needed here
+    import anndata
+
+
+def read_csv(
+    path: str | Path,
+    time_key: str = "samples",
+    masses: np.ndarray | None = None,
+) -> TimeCourse:
+    """Read a CSV with one cell per row: a numeric time column and numeric coordinate columns.
+
+    Parameters
+    ----------
+    path : path to the file.
+    time_key : name of the time column (default "samples", as in the benchmark files).
+    masses : optional relative masses per sorted time point.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from err
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"{path}: the file is empty")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{path}: only a header line, no cells")
+    if time_key not in header:
+        raise DataError(
+            f"{path}: no time column {time_key!r} (columns: {', '.join(header[:8])}"
+            f"{', ...' if len(header) > 8 else ''}); pass --time-key NAME"
+        )
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise DataError(
+                f"{path}: line {i + 2} has {len(r)} fields, the header has {len(header)}"
+            )
+    t_col = header.index(time_key)
+    coord_cols = [j for j in range(len(header)) if j != t_col]
+    if not coord_cols:
+        raise DataError(f"{path}: no coordinate columns besides {time_key!r}")
+    try:
+        time = np.array([float(r[t_col]) for r in body])
+    except ValueError as err:
+        raise DataError(
+            f"{path}: time column {time_key!r} is not numeric ({err}); map labels to numbers"
+        ) from err
+    try:
+        x = np.array([[float(r[j]) for j in coord_cols] for r in body])
+    except ValueError as err:
+        raise DataError(f"{path}: a coordinate is not numeric ({err})") from err
+    return TimeCourse.from_arrays(
+        x, time, masses=masses, var_names=[header[j] for j in coord_cols], name=path.stem
+    )
+
+
+def from_anndata(
+    adata: anndata.AnnData,
+    time_key: str,
+    rep: str = "X",
+    masses: np.ndarray | None = None,
+    name: str = "adata",
+) -> TimeCourse:
+    """Build a time course from an AnnData without touching it.
+
+    Parameters
+    ----------
+    adata : AnnData with cells as observations.
+    time_key : obs column holding each cell's numeric time.
+    rep : obsm key of the embedding (e.g. "X_pca"), or "X" for the main matrix.
+    """
+    if time_key not in adata.obs:
+        raise DataError(
+            f"no obs column {time_key!r} in the AnnData (obs columns: "
+            f"{', '.join(map(str, adata.obs.columns[:8]))}); pass --time-key NAME"
+        )
+    if rep == "X":
+        x = adata.X
+        var_names = [str(v) for v in adata.var_names]
+    elif rep in adata.obsm:
+        x = adata.obsm[rep]
+        var_names = [f"{rep}_{i + 1}" for i in range(np.shape(x)[1])]
+    else:
+        raise DataError(
+            f"no obsm key {rep!r} in the AnnData (obsm keys: {', '.join(adata.obsm.keys())}); "
+            "pass --rep KEY or X"
+        )
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"representation {rep!r} is not numeric") from err
+    try:
+        time = np.asarray(adata.obs[time_key].to_numpy(), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(
+            f"obs column {time_key!r} is not numeric; map time labels to numbers (e.g. days)"
+        ) from err
+    return TimeCourse.from_arrays(x, time, masses=masses, var_names=var_names, name=name)
+
+
+def read_h5ad(
+    path: str | Path, time_key: str, rep: str = "X", masses: np.ndarray | None = None
+) -> TimeCourse:
+    """Read an .h5ad file; see :func:`from_anndata`."""
+    import anndata as ad
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as err:  # h5py / anndata raise many types for a bad file
+        raise DataError(f"{path}: not a readable .h5ad file ({type(err).__name__})") from err
+    return from_anndata(adata, time_key=time_key, rep=rep, masses=masses, name=path.stem)
+
+
+def load_data(
+    source: str | Path,
+    time_key: str | None = None,
+    rep: str = "X",
+    masses: np.ndarray | None = None,
+) -> TimeCourse:
+    """Load a bundled data set by name, a .csv file or an .h5ad file."""
+    from .datasets import DATASETS, load
+
+    if str(source) in DATASETS:
+        return load(str(source))
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix == ".h5ad":
+        if time_key is None:
+            raise DataError(f"{path}: an .h5ad needs --time-key (the obs column with times)")
+        return read_h5ad(path, time_key=time_key, rep=rep, masses=masses)
+    if suffix in (".csv", ".txt", ".tsv") or not suffix:
+        if not path.exists():
+            raise DataError(
+                f"{source}: no such file, and not a bundled data set "
+                f"({', '.join(DATASETS)})"
+            )
+        return read_csv(path, time_key=time_key or "samples", masses=masses)
+    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .h5ad")

@@ -1,0 +1,5 @@
+"""Stage 7: metrics -- W1, relative mass error, coverage."""
+
+from .distribution import relative_mass_error, score
+
+__all__ = ["relative_mass_error", "score"]

@@ -1,0 +1,18 @@
+"""Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, W1."""
+
+from .srot import SROTError, SROTResult, solve_srot, squared_cost
+from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
+from .w1 import w1_exact, w1_loss
+
+__all__ = [
+    "IntervalPlan",
+    "PairBatch",
+    "SROTError",
+    "SROTResult",
+    "interval_plans",
+    "sample_pairs",
+    "solve_srot",
+    "squared_cost",
+    "w1_exact",
+    "w1_loss",
+]

@@ -1,0 +1,137 @@
+"""Per-interval SROT plans, VGFM regression targets and pair sampling (DESIGN 2.1-2.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import TimeCourse
+from .srot import solve_srot
+
+
+@dataclass(frozen=True)
+class IntervalPlan:
+    """The SROT plan of one interval [t0, t1] and the targets it implies.
+
+    Attributes
+    ----------
+    t0, t1 : interval ends in the user's time units.
+    x0 : Tensor, shape (n, D) -- source cells at t0.
+    x1 : Tensor, shape (m, D) -- target cells at t1.
+    plan : Tensor, shape (n, m) -- SROT plan (fit dtype).
+    row_sums : Tensor, shape (n,) -- mass each source cell becomes (float64).
+    cdf : Tensor, shape (n * m,) -- cumulative sum of the flattened plan (float64), so a pair
+        (i, j) ~ pi_ij / sum(pi) is one binary search; same law as i ~ r_i, then j | i.
+    """
+
+    t0: float
+    t1: float
+    x0: torch.Tensor
+    x1: torch.Tensor
+    plan: torch.Tensor
+    row_sums: torch.Tensor
+    cdf: torch.Tensor
+
+    @property
+    def dt(self) -> float:
+        return self.t1 - self.t0
+
+    @property
+    def growth_targets(self) -> torch.Tensor:
+        """gamma_i = log(r_i) / dt, shape (n,): constant growth that turns mass 1 into r_i."""
+        return (self.row_sums.log() / self.dt).to(self.x0.dtype)
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """A regression batch; leading dims (...) are member / draw dims when present.
+
+    x : Tensor, shape (..., B, D) -- interpolated positions x_s
+    t : Tensor, shape (..., B) -- times t0 + s * dt (user units)
+    u : Tensor, shape (..., B, D) -- velocity targets (y_j - x_i) / dt
+    gamma : Tensor, shape (..., B) -- growth targets log(r_i) / dt
+    """
+
+    x: torch.Tensor
+    t: torch.Tensor
+    u: torch.Tensor
+    gamma: torch.Tensor
+
+    @property
+    def size(self) -> int:
+        return self.x.shape[-2]
+
+
+def interval_plans(
+    data: TimeCourse,
+    eps: float,
+    tau: float,
+    normalize_cost: bool = False,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    cells: list[np.ndarray] | None = None,
+) -> list[IntervalPlan]:
+    """Solve SROT for every consecutive pair of snapshots, once, on ``device``.
+
+    Source masses are 1 per cell and target masses b_j = (M_{k+1} / M_k) * n_k / n_{k+1}, so
+    sum(pi) = n_k * M_{k+1} / M_k: with masses from cell counts b = 1, as in DESIGN 2.1.
+
+    Parameters
+    ----------
+    cells : optional per-time index arrays selecting cells (e.g. a bootstrap resample).
+    """
+    xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
+    plans = []
+    for k in range(data.n_times - 1):
+        x0 = torch.tensor(xs[k], dtype=torch.float64, device=device)
+        x1 = torch.tensor(xs[k + 1], dtype=torch.float64, device=device)
+        ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
+        b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
+        res = solve_srot(x0, x1, eps, tau, normalize_cost=normalize_cost, b=b)
+        plans.append(
+            IntervalPlan(
+                t0=float(data.times[k]),
+                t1=float(data.times[k + 1]),
+                x0=x0.to(dtype),
+                x1=x1.to(dtype),
+                plan=res.plan.to(dtype),
+                row_sums=res.row_sums,
+                cdf=res.plan.reshape(-1).cumsum(0),
+            )
+        )
+    return plans
+
+
+def sample_pairs(
+    plans: list[IntervalPlan],
+    batch_size: int,
+    sigma: float,
+    generator: torch.Generator | None = None,
+) -> PairBatch:
+    """Sample ``batch_size`` pairs per interval from the plans, with replacement (DESIGN 2.2).
+
+    i ~ r_i / sum(r), then j | i ~ pi_ij / r_i; s ~ U(0, 1) and the forward interpolant
+    x_s = (1 - s) x_i + s y_j + sigma * N(0, I) at time t0 + s * dt.
+
+    Returns
+    -------
+    PairBatch with B = batch_size * len(plans) pairs, intervals concatenated in order.
+    """
+    xs, ts, us, gs = [], [], [], []
+    for p in plans:
+        dev = p.x0.device
+        m = p.x1.shape[0]
+        draw = torch.rand(batch_size, dtype=p.cdf.dtype, device=dev, generator=generator)
+        flat = torch.searchsorted(p.cdf, draw * p.cdf[-1]).clamp_max(p.cdf.numel() - 1)
+        i, j = flat // m, flat % m
+        s = torch.rand(batch_size, 1, device=dev, dtype=p.x0.dtype, generator=generator)
+        xi, yj = p.x0[i], p.x1[j]
+        noise = torch.randn(xi.shape, device=dev, dtype=xi.dtype, generator=generator)
+        xs.append((1 - s) * xi + s * yj + sigma * noise)
+        ts.append(p.t0 + s.squeeze(-1) * p.dt)
+        us.append((yj - xi) / p.dt)
+        gs.append(p.growth_targets[i])
+    return PairBatch(torch.cat(xs), torch.cat(ts), torch.cat(us), torch.cat(gs))

@@ -1,0 +1,127 @@
+"""One posterior interface for every head: weight draws, fields with uncertainty, trajectories."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import torch
+
+from ..model import VGFMModel, simulate
+
+QUANTILES = (0.05, 0.5, 0.95)
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Posterior predictive trajectories of the first snapshot's cells.
+
+    times : ndarray, shape (T,) -- user time units
+    x : ndarray, shape (S, T, N, D) -- positions per draw, time and particle
+    log_w : ndarray, shape (S, T, N) -- log-weights; logsumexp(log_w[s, 0]) = 0
+    """
+
+    times: np.ndarray
+    x: np.ndarray
+    log_w: np.ndarray
+
+    @property
+    def mass(self) -> np.ndarray:
+        """Total mass per draw and time, shape (S, T)."""
+        return np.exp(self.log_w).sum(-1)
+
+
+class Posterior:
+    """Draws of the network weights from a fitted guide, and what follows from them.
+
+    For a point estimate every draw is the same, so one draw is used whatever S is asked.
+    With members (ensemble) each member is one draw.
+    """
+
+    def __init__(self, model: VGFMModel, guide, deterministic: bool) -> None:
+        self.model = model
+        self.guide = guide
+        self.deterministic = deterministic
+
+    def n_draws(self, samples: int) -> int:
+        if self.model.member_shape:
+            return self.model.member_shape[0]
+        return 1 if self.deterministic else samples
+
+    @torch.no_grad()
+    def draw(self, samples: int = 100) -> dict[str, torch.Tensor]:
+        """Weights with one leading draw dim, shape (S, *shape) per name."""
+        with pyro.settings.context(module_local_params=True):
+            if self.model.member_shape:
+                return self.model.unpack(self.guide())
+            n = self.n_draws(samples)
+            values = [self.guide() for _ in range(n)]
+        stacked = {k: torch.stack([v[k] for v in values]) for k in values[0]}
+        return self.model.unpack(stacked)
+
+    @torch.no_grad()
+    def growth_draws(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t: float):
+        """g at (x, t) per draw, shape (S, N); x : Tensor, shape (N, D)."""
+        s = next(iter(params.values())).shape[0]
+        return self.model.fields.g(params, x.expand(s, *x.shape), t)
+
+    @torch.no_grad()
+    def velocity_draws(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t: float):
+        """v at (x, t) per draw, shape (S, N, D)."""
+        s = next(iter(params.values())).shape[0]
+        return self.model.fields.v(params, x.expand(s, *x.shape), t)
+
+    @torch.no_grad()
+    def trajectories(
+        self,
+        params: Mapping[str, torch.Tensor],
+        x0: torch.Tensor,
+        times: torch.Tensor,
+        step_size: float,
+        chunk: int = 16,
+    ) -> Trajectories:
+        """Simulate every draw from x0 (N, D) with weights 1/N, in chunks of draws."""
+        s = next(iter(params.values())).shape[0]
+        xs, lws = [], []
+        for lo in range(0, s, chunk):
+            p = {k: v[lo : lo + chunk] for k, v in params.items()}
+            c = next(iter(p.values())).shape[0]
+            x = x0.expand(c, *x0.shape)
+            lw = torch.full(x.shape[:-1], -math.log(x0.shape[0]), dtype=x0.dtype, device=x0.device)
+            xt, lwt = simulate(self.model.fields, p, x, lw, times, step_size)
+            xs.append(xt.transpose(0, 1).cpu())
+            lws.append(lwt.transpose(0, 1).cpu())
+        return Trajectories(
+            times.cpu().numpy().astype(np.float64),
+            torch.cat(xs).numpy(),
+            torch.cat(lws).numpy(),
+        )
+
+
+def summarise(draws: np.ndarray, axis: int = 0) -> dict[str, np.ndarray]:
+    """mean, sd, q05, q50, q95 and P(> 0) over the draw axis."""
+    q = np.quantile(draws, QUANTILES, axis=axis)
+    return {
+        "mean": draws.mean(axis),
+        "sd": draws.std(axis, ddof=1) if draws.shape[axis] > 1 else np.zeros_like(draws.mean(axis)),
+        "q05": q[0],
+        "q50": q[1],
+        "q95": q[2],
+        "p_positive": (draws > 0).mean(axis),
+    }
+
+
+def direction_spread(v: np.ndarray) -> np.ndarray:
+    """Angular spread of velocity draws, in radians, shape (N,).
+
+    v : ndarray, shape (S, N, D). The mean angle between each draw's direction and the mean
+    direction; 0 when all draws agree (or S = 1).
+    """
+    unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    mean_dir = unit.mean(0)
+    mean_dir = mean_dir / np.maximum(np.linalg.norm(mean_dir, axis=-1, keepdims=True), 1e-12)
+    cos = np.clip((unit * mean_dir[None]).sum(-1), -1.0, 1.0)
+    return np.arccos(cos).mean(0)
