@@ -3,6 +3,7 @@
 This file lives at models/__init__.py in the repository; pyproject maps models/ to the package
 vgfm_bayes.zoo so that `--model NAME` works from a checkout and from an installed wheel alike.
 """
+
 from __future__ import annotations
 
 from importlib import resources

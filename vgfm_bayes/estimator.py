@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -109,7 +108,10 @@ class VGFM:
         c = self.config
         ds = DATASETS[data.name].ot if data.name in DATASETS else {}
         generic = {"eps": 0.01, "tau": 5.0, "normalize_cost": True}
-        srot = {k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, generic[k]) for k in generic}
+        srot = {
+            k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, generic[k])
+            for k in generic
+        }
         sigma_v, sigma_g = vgfm_sigmas(data.dim)
         return {
             **srot,
@@ -124,7 +126,10 @@ class VGFM:
         head = get_head(c.head, members=c.members, prior_scale=c.prior_scale)
         t0, t1 = float(train_data.times[0]), float(train_data.times[-1])
         self.fields = Fields.build(
-            train_data.dim, t0, t1 - t0, c.velocity_hidden and tuple(c.velocity_hidden),
+            train_data.dim,
+            t0,
+            t1 - t0,
+            c.velocity_hidden and tuple(c.velocity_hidden),
             c.growth_hidden and tuple(c.growth_hidden),
         )
         members = (head.members,) if head.members > 1 else ()
@@ -132,8 +137,12 @@ class VGFM:
         init = self.fields.init(members, generator=gen, device=self.device)
         with pyro.settings.context(module_local_params=True):
             self.model = VGFMModel(
-                self.fields, head.blocks(self.fields), resolved["sigma_v"], resolved["sigma_g"],
-                resolved["n_effective"], members,
+                self.fields,
+                head.blocks(self.fields),
+                resolved["sigma_v"],
+                resolved["sigma_g"],
+                resolved["n_effective"],
+                members,
             )
             self.guide = head.build_guide(self.model, init)
             self.guide(None)  # autoguides create their parameters on the first call
@@ -181,20 +190,31 @@ class VGFM:
         if c.joint_steps > 0:
             tensors = [torch.tensor(x, dtype=torch.float32, device=dev) for x in train_data.x]
             fit_loss = DistributionFit(
-                self.fields, tensors[0], tensors[1:],
+                self.fields,
+                tensors[0],
+                tensors[1:],
                 torch.tensor(train_data.times, dtype=torch.float32, device=dev),
                 torch.tensor(np.log(train_data.masses), dtype=torch.float32, device=dev),
-                lambda_ot=c.lambda_ot, lambda_mass=c.lambda_mass,
-                step_size=resolved["step_size"], n_particles=c.joint_particles,
-                n_targets=c.joint_targets, detach_intervals=c.detach_intervals,
+                lambda_ot=c.lambda_ot,
+                lambda_mass=c.lambda_mass,
+                step_size=resolved["step_size"],
+                n_particles=c.joint_particles,
+                n_targets=c.joint_targets,
+                detach_intervals=c.detach_intervals,
                 member_shape=self.model.member_shape,
                 generator=torch.Generator().manual_seed(c.seed + 1),
             )
         with pyro.settings.context(module_local_params=True):
             self.history = train(
-                self.model, self.guide, sampler, fit_loss,
-                warmup_steps=c.warmup_steps, lr_warmup=c.lr_warmup,
-                joint_steps=c.joint_steps, lr_joint=c.lr_joint, progress=progress,
+                self.model,
+                self.guide,
+                sampler,
+                fit_loss,
+                warmup_steps=c.warmup_steps,
+                lr_warmup=c.lr_warmup,
+                joint_steps=c.joint_steps,
+                lr_joint=c.lr_joint,
+                progress=progress,
             )
         self.history.seconds = {**timings, **self.history.seconds}
         self.data = data
@@ -206,7 +226,9 @@ class VGFM:
     @property
     def posterior(self) -> Posterior:
         self._require_fitted()
-        return Posterior(self.model, self.guide, deterministic=get_head(self.config.head).deterministic)
+        return Posterior(
+            self.model, self.guide, deterministic=get_head(self.config.head).deterministic
+        )
 
     def _tensor(self, x) -> torch.Tensor:
         x = np.asarray(x, dtype=np.float32)
@@ -231,7 +253,9 @@ class VGFM:
         post = self.posterior
         params = post.draw(samples)
         return post.trajectories(
-            params, self._tensor(x0), torch.tensor(times, dtype=torch.float32, device=self.device),
+            params,
+            self._tensor(x0),
+            torch.tensor(times, dtype=torch.float32, device=self.device),
             step_size or self.resolved["step_size"],
         )
 
@@ -262,7 +286,9 @@ class VGFM:
         self._require_fitted()
         data = self.data if data is None else _as_timecourse(data, time_key, rep)
         if data.dim != self.fields.dim:
-            raise DataError(f"data have {data.dim} dims but the model was fitted on {self.fields.dim}")
+            raise DataError(
+                f"data have {data.dim} dims but the model was fitted on {self.fields.dim}"
+            )
         traj = self.simulate(samples=samples, x0=data.x[0], times=data.times)
         out = score(traj, data, held_out=self.hold_out if data is self.data else None)
         out["model"] = self.config.head
@@ -310,7 +336,9 @@ class VGFM:
             torch.save({"format_version": FORMAT_VERSION, "guide": state}, tmp / WEIGHTS_FILE)
             (tmp / "history.json").write_text(json.dumps(self.history.to_dict()))
             arrays = {f"x{k}": x for k, x in enumerate(self.data.x)}
-            np.savez_compressed(tmp / "data.npz", times=self.data.times, masses=self.data.masses, **arrays)
+            np.savez_compressed(
+                tmp / "data.npz", times=self.data.times, masses=self.data.masses, **arrays
+            )
             if run.exists():
                 shutil.rmtree(run)
             os.replace(tmp, run)
@@ -343,8 +371,11 @@ class VGFM:
         with np.load(run / "data.npz", allow_pickle=False) as z:
             n = len(z["times"])
             self.data = TimeCourse(
-                z["times"], tuple(z[f"x{k}"] for k in range(n)), z["masses"],
-                tuple(meta["data"]["var_names"]), name=meta["data"]["name"],
+                z["times"],
+                tuple(z[f"x{k}"] for k in range(n)),
+                z["masses"],
+                tuple(meta["data"]["var_names"]),
+                name=meta["data"]["name"],
             )
         self.hold_out = meta["hold_out"]
         self.resolved = meta["resolved"]

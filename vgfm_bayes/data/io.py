@@ -153,8 +153,7 @@ def load_data(
     if suffix in (".csv", ".txt", ".tsv") or not suffix:
         if not path.exists():
             raise DataError(
-                f"{source}: no such file, and not a bundled data set "
-                f"({', '.join(DATASETS)})"
+                f"{source}: no such file, and not a bundled data set ({', '.join(DATASETS)})"
             )
         return read_csv(path, time_key=time_key or "samples", masses=masses)
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .h5ad")

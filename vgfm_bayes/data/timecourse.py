@@ -69,7 +69,9 @@ class TimeCourse:
             if dim is None:
                 dim = a.shape[1]
             elif a.shape[1] != dim:
-                raise DataError(f"snapshot at time {times[k]:g} has {a.shape[1]} dims, expected {dim}")
+                raise DataError(
+                    f"snapshot at time {times[k]:g} has {a.shape[1]} dims, expected {dim}"
+                )
             if not np.all(np.isfinite(a)):
                 bad = int((~np.isfinite(a)).any(axis=1).sum())
                 raise DataError(

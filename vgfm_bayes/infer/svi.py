@@ -91,10 +91,14 @@ def train(
     """Warm-up (regression only) then joint (regression + distribution-fit factor)."""
     hist = History()
     t0 = time.perf_counter()
-    run_phase("warm-up", model, guide, sampler, warmup_steps, lr_warmup, None, hist.warmup, progress)
+    run_phase(
+        "warm-up", model, guide, sampler, warmup_steps, lr_warmup, None, hist.warmup, progress
+    )
     t1 = time.perf_counter()
     if fit_loss is not None:
-        run_phase("joint", model, guide, sampler, joint_steps, lr_joint, fit_loss, hist.joint, progress)
+        run_phase(
+            "joint", model, guide, sampler, joint_steps, lr_joint, fit_loss, hist.joint, progress
+        )
     t2 = time.perf_counter()
     hist.seconds = {"warmup": t1 - t0, "joint": t2 - t1}
     return hist

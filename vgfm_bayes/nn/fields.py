@@ -68,7 +68,7 @@ class Fields:
         return torch.cat([x, s], dim=-1)
 
     def v(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t) -> torch.Tensor:
-        """Velocity, shape (*batch, N, D), for x of shape (*batch, N, D) and t scalar or (*batch, N)."""
+        """Velocity, shape (*batch, N, D); x : (*batch, N, D), t : scalar or (*batch, N)."""
         return mlp_forward(self.velocity, params, self._inputs(x, t), "v.")
 
     def g(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t) -> torch.Tensor:

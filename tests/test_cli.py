@@ -1,0 +1,127 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vgfm_bayes.cli import main
+
+
+def test_cli_end_to_end(tmp_path, tiny_csv, tiny_config, capsys):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "fit",
+                str(tiny_csv),
+                "--model",
+                "point",
+                "--out",
+                str(run),
+                "--seed",
+                "1",
+                "--config",
+                str(tiny_config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    for f in ("config.json", "weights.pt", "history.json", "metrics.json", "data.npz"):
+        assert (run / f).is_file(), f
+    assert main(["evaluate", str(run), "--quiet"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m) >= {"times", "w1", "rme", "w1_mean", "rme_mean", "held_out"}
+    assert m["times"] == [1.0, 2.0] and m["held_out"] is None
+
+    npz = tmp_path / "sim.npz"
+    assert main(["simulate", str(run), "--out", str(npz), "--samples", "4", "--quiet"]) == 0
+    z = np.load(npz)
+    assert z["times"].shape == (3,)
+    assert z["x"].shape == (1, 3, 30, 2) and z["log_w"].shape == (1, 3, 30)
+    np.testing.assert_allclose(np.exp(z["log_w"][:, 0]).sum(-1), 1.0, rtol=1e-5)
+
+    pts = tmp_path / "pts.csv"
+    pts.write_text("x1,x2\n0,0\n0.5,1.5\n")
+    out = tmp_path / "growth.csv"
+    assert (
+        main(
+            [
+                "growth",
+                str(run),
+                "--points",
+                str(pts),
+                "--time",
+                "0.5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2
+    assert set(rows[0]) == {"x1", "x2", "mean", "sd", "q05", "q50", "q95", "p_positive"}
+
+
+def test_cli_hold_out(tmp_path, tiny_csv, tiny_config):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "fit",
+                str(tiny_csv),
+                "--out",
+                str(run),
+                "--hold-out",
+                "1",
+                "--config",
+                str(tiny_config),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["held_out"] == 1 and "w1_held_out" in m
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "missing.csv", "--out", "{tmp}/r"], "no such file"),
+        (["fit", "{csv}", "--model", "nope", "--out", "{tmp}/r"], "unknown model"),
+        (["fit", "{csv}", "--hold-out", "0", "--out", "{tmp}/r"], "hold-out"),
+        (["fit", "{csv}", "--hold-out", "7", "--out", "{tmp}/r"], "hold-out"),
+        (["fit", "{csv}", "--out", "{csv}"], "already exists"),
+        (["evaluate", "{tmp}"], "not a run folder"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, tiny_csv, tiny_config, capsys, args, message):
+    args = [a.format(tmp=tmp_path, csv=tiny_csv) for a in args]
+    if args[0] == "fit":
+        args += ["--config", str(tiny_config), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # no half-written run folder
+
+
+def test_module_entry_point_help():
+    r = subprocess.run(
+        [sys.executable, "-m", "vgfm_bayes", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0
+    for cmd in ("fit", "evaluate", "simulate", "growth", "demo", "bench"):
+        assert cmd in r.stdout
+
+
+def test_demo_quick_writes_report(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
+    for f in ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png"):
+        assert (out / f).is_file(), f
+    assert "published VGFM" in (out / "report.md").read_text()

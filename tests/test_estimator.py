@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+from conftest import TINY
+
+from vgfm_bayes import VGFM, ConfigError, DataError, RunError
+
+
+@pytest.fixture
+def fitted(tiny):
+    return VGFM(**TINY).fit(tiny, progress=False)
+
+
+def test_fit_records_history_and_phases(fitted):
+    h = fitted.history
+    assert len(h.warmup) == TINY["warmup_steps"] and len(h.joint) == TINY["joint_steps"]
+    assert set(h.seconds) == {"srot", "warmup", "joint"}
+    assert np.all(np.isfinite(h.warmup))
+
+
+def test_warmup_reduces_the_loss(tiny):
+    m = VGFM(**{**TINY, "warmup_steps": 150, "joint_steps": 0}).fit(tiny, progress=False)
+    assert np.mean(m.history.warmup[-20:]) < np.mean(m.history.warmup[:20])
+
+
+def test_simulate_contract(fitted, tiny):
+    traj = fitted.simulate(samples=5)
+    s, t, n, d = traj.x.shape
+    assert (s, t, n, d) == (1, tiny.n_times, tiny.counts[0], 2)  # point head: one draw
+    assert traj.log_w.shape == (1, tiny.n_times, n)
+    np.testing.assert_allclose(np.exp(traj.log_w[:, 0]).sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(traj.x[0, 0], tiny.x[0], atol=1e-6)
+
+
+def test_evaluate_contract_and_no_training(fitted):
+    before = [p.detach().clone() for p in fitted.guide.parameters()]
+    m = fitted.evaluate()
+    for key in ("times", "w1", "rme", "w1_mean", "rme_mean", "held_out"):
+        assert key in m
+    assert len(m["w1"]) == len(m["times"]) == 2
+    assert m["held_out"] is None
+    after = list(fitted.guide.parameters())
+    for a, b in zip(before, after, strict=True):
+        assert np.array_equal(a.numpy(), b.detach().numpy())
+
+
+def test_hold_out_is_scored(tiny):
+    m = VGFM(**TINY).fit(tiny, hold_out=1, progress=False)
+    assert m.fields.t_span == 2.0
+    metrics = m.evaluate()
+    assert metrics["held_out"] == 1
+    assert metrics["w1_held_out"] == pytest.approx(metrics["w1"][0])
+
+
+def test_growth_summary_columns(fitted, tiny):
+    g = fitted.growth(tiny.x[0], 0.5)
+    assert list(g.columns) == ["mean", "sd", "q05", "q50", "q95", "p_positive"]
+    assert len(g) == tiny.counts[0]
+    np.testing.assert_allclose(g["sd"], 0.0)  # a point estimate has no spread
+    with pytest.raises(DataError, match="shape"):
+        fitted.growth(np.zeros((3, 5)), 0.5)
+
+
+def test_save_load_roundtrip_identical_predictions(fitted, tmp_path, tiny):
+    run = fitted.save(tmp_path / "run")
+    loaded = VGFM.load(run)
+    np.testing.assert_array_equal(loaded.growth(tiny.x[1], 1.0), fitted.growth(tiny.x[1], 1.0))
+    np.testing.assert_array_equal(loaded.simulate().x, fitted.simulate().x)
+    assert loaded.evaluate()["w1"] == fitted.evaluate()["w1"]
+    with pytest.raises(RunError, match="already holds"):
+        fitted.save(run)
+
+
+def test_same_seed_same_metrics(tiny):
+    a = VGFM(**TINY, seed=3).fit(tiny, progress=False).evaluate()
+    b = VGFM(**TINY, seed=3).fit(tiny, progress=False).evaluate()
+    assert a["w1"] == b["w1"] and a["rme"] == b["rme"]
+
+
+def test_bad_config_and_unfitted_use():
+    with pytest.raises(ConfigError, match="unknown config key"):
+        VGFM(learning_rate=1.0)
+    with pytest.raises(ValueError, match="unknown head"):
+        VGFM(head="nope")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        VGFM().simulate()
+
+
+def test_load_refuses_unknown_format(fitted, tmp_path):
+    import json
+
+    run = fitted.save(tmp_path / "run")
+    meta = json.loads((run / "config.json").read_text())
+    meta["format_version"] = 99
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="format version"):
+        VGFM.load(run)

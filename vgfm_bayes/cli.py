@@ -1,0 +1,251 @@
+"""Command line: ``vgfm-bayes fit|evaluate|simulate|growth|demo|bench`` (DESIGN 6)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .data import DataError
+from .estimator import VGFM, RunError
+from .infer import ConfigError, FitConfig, TrainingError
+from .ot import SROTError
+
+log = logging.getLogger("vgfm_bayes")
+
+# Errors that are the user's to fix: one line, no traceback (unless --debug).
+USER_ERRORS = (
+    DataError,
+    ConfigError,
+    RunError,
+    SROTError,
+    TrainingError,
+    FileExistsError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def _fit(args) -> None:
+    from . import zoo
+
+    config = FitConfig.from_dict(zoo.zoo_config(args.model))
+    if args.config:
+        config = config.updated(**FitConfig.from_file(args.config).to_dict())
+    overrides = {"seed": args.seed, "device": args.device}
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"--out {out} already exists; choose a new run folder")
+    model = VGFM(config, **overrides)
+    model.fit(
+        args.data,
+        hold_out=args.hold_out,
+        time_key=args.time_key,
+        rep=args.rep,
+        progress=not args.quiet,
+    )
+    model.save(out)
+    metrics = model.evaluate(samples=args.samples)
+    metrics["seconds"] = model.history.seconds
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    s = model.history.seconds
+    print(
+        f"fitted {config.head} on {model.data.name} in {sum(s.values()):.1f} s "
+        f"(srot {s['srot']:.1f}, warm-up {s['warmup']:.1f}, joint {s['joint']:.1f}); "
+        f"W1 {metrics['w1_mean']:.4f}, RME {metrics['rme_mean']:.4f}; run saved to {out}"
+    )
+
+
+def _evaluate(args) -> None:
+    model = VGFM.load(args.run, device=args.device)
+    metrics = model.evaluate(
+        data=args.data, samples=args.samples, time_key=args.time_key, rep=args.rep
+    )
+    path = Path(args.run) / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2))
+    print(f"W1 {metrics['w1_mean']:.4f}, RME {metrics['rme_mean']:.4f} -> {path}")
+
+
+def _simulate(args) -> None:
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out {out} must end in .npz")
+    if out.exists():
+        raise FileExistsError(f"--out {out} already exists; not overwriting it")
+    model = VGFM.load(args.run, device=args.device)
+    traj = model.simulate(samples=args.samples)
+    np.savez_compressed(out, times=traj.times, x=traj.x, log_w=traj.log_w)
+    print(
+        f"wrote {traj.x.shape[0]} draw(s) x {len(traj.times)} times x {traj.x.shape[2]} cells "
+        f"to {out}"
+    )
+
+
+def read_points(path: Path, dim: int, var_names: list[str]) -> tuple[np.ndarray, list, list]:
+    """Points CSV: a header, then rows; uses the run's coordinate names if present, else all
+    numeric columns. Returns (points (n, dim), header, rows)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise DataError(f"{path}: needs a header line and at least one point")
+    header = [h.strip() for h in rows[0]]
+    cols = [header.index(v) for v in var_names] if set(var_names) <= set(header) else None
+    if cols is None:
+        cols = [j for j, h in enumerate(header) if h not in ("samples", "time", "t")]
+    if len(cols) != dim:
+        raise DataError(
+            f"{path}: found {len(cols)} coordinate columns, the run has {dim} "
+            f"({', '.join(var_names)})"
+        )
+    try:
+        pts = np.array([[float(r[j]) for j in cols] for r in rows[1:]])
+    except (ValueError, IndexError) as err:
+        raise DataError(f"{path}: a coordinate is missing or not numeric ({err})") from err
+    if not np.all(np.isfinite(pts)):
+        raise DataError(f"{path}: points contain NaN or infinite values")
+    return pts, header, rows[1:]
+
+
+def _growth(args) -> None:
+    out = Path(args.out)
+    if out.exists():
+        raise FileExistsError(f"--out {out} already exists; not overwriting it")
+    model = VGFM.load(args.run, device=args.device)
+    pts, header, rows = read_points(Path(args.points), model.fields.dim, list(model.data.var_names))
+    table = model.growth(pts, args.time, samples=args.samples)
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*header, *table.columns])
+        for r, (_, s) in zip(rows, table.iterrows(), strict=True):
+            w.writerow([*r, *(f"{v:.6g}" for v in s.to_numpy())])
+    print(f"wrote the growth posterior of {len(pts)} points at t={args.time:g} to {out}")
+
+
+def _demo(args) -> None:
+    from .demo import run_demo
+
+    m = run_demo(
+        args.out,
+        dataset=args.dataset,
+        model=args.model,
+        seed=args.seed,
+        quick=args.quick,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"W1 {m['w1_mean']:.4f}, RME {m['rme_mean']:.4f}; report in {args.out}/report.md")
+
+
+def _bench(args) -> None:
+    from .bench import run_bench
+
+    run_bench(
+        out=args.out,
+        datasets=args.datasets,
+        heads=args.models,
+        seeds=args.seeds,
+        quick=args.quick,
+        device=args.device,
+        progress=not args.quiet,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vgfm-bayes", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, data_opts=False):
+        sp.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        if data_opts:
+            sp.add_argument(
+                "--time-key",
+                default=None,
+                help="time column (CSV, default 'samples') or obs key (.h5ad)",
+            )
+            sp.add_argument("--rep", default="X", help=".h5ad: obsm key or X (default X)")
+
+    sp = sub.add_parser("fit", help="train a model and save a run folder")
+    sp.add_argument("data", help="CSV / .h5ad file or bundled data set name")
+    sp.add_argument("--model", default="point", help="zoo head name or config path")
+    sp.add_argument("--out", required=True, help="run folder to create")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--hold-out", type=int, default=None, help="time index to leave out")
+    sp.add_argument("--config", default=None, help="TOML / JSON overrides")
+    sp.add_argument("--samples", type=int, default=20, help="posterior draws for evaluation")
+    common(sp, data_opts=True)
+    sp.set_defaults(func=_fit)
+
+    sp = sub.add_parser("evaluate", help="score a run; writes RUN/metrics.json")
+    sp.add_argument("run")
+    sp.add_argument("--data", default=None, help="other data to score against")
+    sp.add_argument("--samples", type=int, default=20)
+    common(sp, data_opts=True)
+    sp.set_defaults(func=_evaluate)
+
+    sp = sub.add_parser("simulate", help="posterior predictive trajectories to .npz")
+    sp.add_argument("run")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--samples", type=int, default=100)
+    common(sp)
+    sp.set_defaults(func=_simulate)
+
+    sp = sub.add_parser("growth", help="growth-rate posterior at given points")
+    sp.add_argument("run")
+    sp.add_argument("--points", required=True, help="CSV of coordinates")
+    sp.add_argument("--time", type=float, required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--samples", type=int, default=200)
+    common(sp)
+    sp.set_defaults(func=_growth)
+
+    sp = sub.add_parser("demo", help="fit + evaluate + report on the bundled simulated gene data")
+    sp.add_argument("--out", default="demo_out")
+    sp.add_argument("--dataset", default="simulation_gene")
+    sp.add_argument("--model", default="point")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
+    common(sp)
+    sp.set_defaults(func=_demo)
+
+    sp = sub.add_parser("bench", help="benchmark suite: data sets x heads x seeds")
+    sp.add_argument("--out", default="bench_out")
+    sp.add_argument("--datasets", nargs="+", default=None)
+    sp.add_argument("--models", nargs="+", default=None)
+    sp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    sp.add_argument("--quick", action="store_true")
+    common(sp)
+    sp.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
+        format="%(message)s",
+    )
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("vgfm-bayes: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"vgfm-bayes: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
