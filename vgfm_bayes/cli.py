@@ -61,6 +61,13 @@ def _fit(args) -> None:
     )
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _evaluate(args) -> None:
     model = VGFM.load(args.run, device=args.device)
     metrics = model.evaluate(
@@ -154,6 +161,8 @@ def _bench(args) -> None:
         quick=args.quick,
         device=args.device,
         progress=not args.quiet,
+        cards=args.cards,
+        hold_outs=args.hold_outs,
     )
 
 
@@ -221,7 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--datasets", nargs="+", default=None)
     sp.add_argument("--models", nargs="+", default=None)
     sp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    sp.add_argument("--quick", action="store_true")
+    sp.add_argument(
+        "--hold-outs",
+        nargs="+",
+        type=lambda v: None if v == "none" else int(v),
+        default=[None],
+        help="time indices to leave out ('none' = fit all)",
+    )
+    sp.add_argument("--quick", action="store_true", help="a few steps per fit (smoke test)")
+    sp.add_argument("--cards", action="store_true", help="rewrite the zoo cards from the results")
     common(sp)
     sp.set_defaults(func=_bench)
     return p
