@@ -125,3 +125,33 @@ def test_demo_quick_writes_report(tmp_path):
     for f in ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png"):
         assert (out / f).is_file(), f
     assert "published VGFM" in (out / "report.md").read_text()
+
+
+def test_cli_fit_from_h5ad(tmp_path, tiny, tiny_config):
+    import anndata as ad
+    import pandas as pd
+
+    x = np.vstack(tiny.x)
+    t = np.concatenate([[tt] * len(xx) for tt, xx in zip(tiny.times, tiny.x, strict=True)])
+    adata = ad.AnnData(np.zeros((len(x), 2)), obs=pd.DataFrame({"day": t}))
+    adata.obs_names = [f"c{i}" for i in range(len(x))]
+    adata.obsm["X_emb"] = x
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    run = tmp_path / "run"
+    args = [
+        "fit",
+        str(path),
+        "--time-key",
+        "day",
+        "--rep",
+        "X_emb",
+        "--out",
+        str(run),
+        "--config",
+        str(tiny_config),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["times"] == [1.0, 2.0]

@@ -94,3 +94,12 @@ def test_load_refuses_unknown_format(fitted, tmp_path):
     (run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="format version"):
         VGFM.load(run)
+
+
+def test_bundled_dataset_settings_survive_hold_out():
+    from vgfm_bayes import datasets
+
+    m = VGFM(**TINY)
+    data = datasets.load("dyngen")
+    assert m._resolve(data.without(2), data.name)["eps"] == 0.03
+    assert m._resolve(data, "user data")["normalize_cost"] is True

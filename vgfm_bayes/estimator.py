@@ -103,10 +103,11 @@ class VGFM:
         if not self.is_fitted:
             raise RuntimeError("the model is not fitted yet: call fit() or VGFM.load(run)")
 
-    def _resolve(self, data: TimeCourse) -> dict[str, Any]:
-        """Fill every 'auto' (None) setting from the data; the result is saved with the run."""
+    def _resolve(self, data: TimeCourse, name: str) -> dict[str, Any]:
+        """Fill every 'auto' (None) setting from the training data and the data set's name (a
+        bundled data set brings its SROT settings); the result is saved with the run."""
         c = self.config
-        ds = DATASETS[data.name].ot if data.name in DATASETS else {}
+        ds = DATASETS[name].ot if name in DATASETS else {}
         generic = {"eps": 0.01, "tau": 5.0, "normalize_cost": True}
         srot = {
             k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, generic[k])
@@ -172,7 +173,7 @@ class VGFM:
         torch.manual_seed(c.seed)
         pyro.set_rng_seed(c.seed)
         dev = self.device
-        resolved = self._resolve(train_data)
+        resolved = self._resolve(train_data, data.name)
         timings: dict[str, float] = {}
 
         t = time.perf_counter()
