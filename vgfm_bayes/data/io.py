@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,10 @@ def read_csv(
         raise DataError(f"{path}: no such file")
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            text = fh.read()
+        if "\x00" in text:
+            raise DataError(f"{path}: not a readable CSV file (it holds NUL bytes: binary data)")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from err
     except csv.Error as err:  # e.g. NUL bytes: a binary file with a .csv name
