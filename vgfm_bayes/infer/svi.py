@@ -55,6 +55,16 @@ def guide_parameters(guide, model: VGFMModel) -> list[torch.nn.Parameter]:
     return params
 
 
+def _non_finite(params: list[torch.Tensor], batch: PairBatch) -> str | None:
+    """What is not finite: the weights or the regression batch (None when all are)."""
+    with torch.no_grad():
+        if not all(torch.isfinite(p).all() for p in params):
+            return "non-finite weights"
+        if not all(torch.isfinite(v).all() for v in (batch.x, batch.t, batch.u, batch.gamma)):
+            return "non-finite regression targets"
+    return None
+
+
 def run_phase(
     name: str,
     model: VGFMModel,
@@ -104,7 +114,13 @@ def run_phase(
     )
     for step in bar:
         batch = sampler()
-        loss = elbo.differentiable_loss(model, guide, batch, fit_loss) * scale
+        try:
+            loss = elbo.differentiable_loss(model, guide, batch, fit_loss) * scale
+        except ValueError as err:  # Pyro's validation rejects NaN parameters / observations
+            bad = _non_finite(params, batch)
+            if bad is None:
+                raise
+            raise TrainingError(f"{name}: loss became nan at step {step} ({bad})") from err
         value = loss.item()
         if not math.isfinite(value):
             raise TrainingError(f"{name}: loss became {value} at step {step}")

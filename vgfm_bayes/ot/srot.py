@@ -156,6 +156,8 @@ def solve_srot(
         raise ValueError(f"SROT needs eps > 0 and tau > 0, got eps={eps}, tau={tau}")
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
     n, m = x64.shape[0], y64.shape[0]
+    if not (torch.isfinite(x64).all() and torch.isfinite(y64).all()):
+        raise SROTError("SROT input has NaN/inf coordinates; no plan can be computed")
     cost = squared_cost(x64, y64)
     if normalize_cost:
         cost = cost / cost.max().clamp_min(torch.finfo(torch.float64).tiny)
@@ -225,6 +227,8 @@ def solve_srot_safe(
             f"eps {eps:g} -> {10 * eps:g} (10x larger), {5 * max_evals} evals",
         ),
     ]
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise SROTError(f"{label}: NaN/inf coordinates; no safe mode can help, fix the data")
     reasons = []
     for e, evals, change in attempts:
         if change is not None:
