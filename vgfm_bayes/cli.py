@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import sys
@@ -11,9 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
+from .data import DataError, read_masses
 from .estimator import VGFM, RunError
-from .infer import ConfigError, FitConfig, TrainingError
+from .infer import (
+    CheckpointError,
+    ConfigError,
+    FitConfig,
+    TrainingError,
+    TrainingInterrupted,
+    atomic_write,
+)
 from .ot import SROTError
 
 log = logging.getLogger("vgfm_bayes")
@@ -23,6 +31,7 @@ USER_ERRORS = (
     DataError,
     ConfigError,
     RunError,
+    CheckpointError,
     SROTError,
     TrainingError,
     FileExistsError,
@@ -34,31 +43,54 @@ USER_ERRORS = (
 def _fit(args) -> None:
     from . import zoo
 
-    config = FitConfig.from_dict(zoo.zoo_config(args.model))
-    if args.config:
-        config = config.updated(**FitConfig.from_file(args.config).to_dict())
-    overrides = {"seed": args.seed, "device": args.device}
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"--out {out} already exists; choose a new run folder")
-    model = VGFM(config, **overrides)
-    model.fit(
-        args.data,
-        hold_out=args.hold_out,
-        time_key=args.time_key,
-        rep=args.rep,
-        progress=not args.quiet,
-    )
-    model.save(out)
+    if args.resume:
+        if args.data is not None:
+            raise ValueError("give either DATA or --resume RUN, not both")
+        out = Path(args.resume)
+        if args.out is not None and Path(args.out) != out:
+            raise ValueError("--resume continues RUN in place; leave out --out")
+        args.out = str(out)
+        model = VGFM.resume(out, progress=not args.quiet)
+    else:
+        if args.data is None:
+            raise ValueError("fit needs DATA (a CSV / .h5ad file or bundled data set name)")
+        if args.out is None:
+            raise ValueError("fit needs --out RUN (a new run folder)")
+        config = FitConfig.from_dict(zoo.zoo_config(args.model))
+        if args.config:
+            config = config.updated(**FitConfig.from_file(args.config).to_dict())
+        overrides = {
+            "seed": args.seed,
+            "device": args.device,
+            "checkpoint_every": args.checkpoint_every,
+        }
+        out = Path(args.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise FileExistsError(f"--out {out} already exists; choose a new run folder")
+        masses = read_masses(args.masses)
+        model = VGFM(config, **overrides)
+        model.fit(
+            args.data,
+            hold_out=args.hold_out,
+            time_key=args.time_key,
+            rep=args.rep,
+            masses=masses,
+            progress=not args.quiet,
+            run_dir=out,
+        )
     metrics = model.evaluate(samples=args.samples)
     metrics["seconds"] = model.history.seconds
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save(out, extra={"metrics.json": json.dumps(metrics, indent=2)})
     s = model.history.seconds
     print(
-        f"fitted {config.head} on {model.data.name} in {sum(s.values()):.1f} s "
+        f"fitted {model.config.head} on {model.data.name} in {sum(s.values()):.1f} s "
         f"(srot {s['srot']:.1f}, warm-up {s['warmup']:.1f}, joint {s['joint']:.1f}); "
         f"W1 {metrics['w1_mean']:.4f}, RME {metrics['rme_mean']:.4f}; run saved to {out}"
     )
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def peak_rss_mb() -> float:
@@ -74,7 +106,7 @@ def _evaluate(args) -> None:
         data=args.data, samples=args.samples, time_key=args.time_key, rep=args.rep
     )
     path = Path(args.run) / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2))
+    _write_text(path, json.dumps(metrics, indent=2))
     print(f"W1 {metrics['w1_mean']:.4f}, RME {metrics['rme_mean']:.4f} -> {path}")
 
 
@@ -86,7 +118,9 @@ def _simulate(args) -> None:
         raise FileExistsError(f"--out {out} already exists; not overwriting it")
     model = VGFM.load(args.run, device=args.device)
     traj = model.simulate(samples=args.samples)
-    np.savez_compressed(out, times=traj.times, x=traj.x, log_w=traj.log_w)
+    atomic_write(
+        out, lambda fh: np.savez_compressed(fh, times=traj.times, x=traj.x, log_w=traj.log_w)
+    )
     print(
         f"wrote {traj.x.shape[0]} draw(s) x {len(traj.times)} times x {traj.x.shape[2]} cells "
         f"to {out}"
@@ -127,11 +161,12 @@ def _growth(args) -> None:
     model = VGFM.load(args.run, device=args.device)
     pts, header, rows = read_points(Path(args.points), model.fields.dim, list(model.data.var_names))
     table = model.growth(pts, args.time, samples=args.samples)
-    with out.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow([*header, *table.columns])
-        for r, (_, s) in zip(rows, table.iterrows(), strict=True):
-            w.writerow([*r, *(f"{v:.6g}" for v in s.to_numpy())])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow([*header, *table.columns])
+    for r, (_, s) in zip(rows, table.iterrows(), strict=True):
+        w.writerow([*r, *(f"{v:.6g}" for v in s.to_numpy())])
+    _write_text(out, buf.getvalue())
     print(f"wrote the growth posterior of {len(pts)} points at t={args.time:g} to {out}")
 
 
@@ -183,9 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--rep", default="X", help=".h5ad: obsm key or X (default X)")
 
     sp = sub.add_parser("fit", help="train a model and save a run folder")
-    sp.add_argument("data", help="CSV / .h5ad file or bundled data set name")
+    sp.add_argument("data", nargs="?", help="CSV / .h5ad file or bundled data set name")
     sp.add_argument("--model", default="point", help="zoo head name or config path")
-    sp.add_argument("--out", required=True, help="run folder to create")
+    sp.add_argument("--out", default=None, help="run folder to create")
+    sp.add_argument(
+        "--resume", default=None, metavar="RUN", help="continue an interrupted fit in RUN"
+    )
+    sp.add_argument(
+        "--masses",
+        default=None,
+        help="relative population size per time point: '1,1.3,2' or a file of numbers "
+        "(default: cell counts)",
+    )
+    sp.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--hold-out", type=int, default=None, help="time index to leave out")
     sp.add_argument("--config", default=None, help="TOML / JSON overrides")
@@ -253,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
+    except TrainingInterrupted as err:
+        run = getattr(args, "out", None)
+        print(
+            f"vgfm-bayes: {err}; checkpoint saved in {run}; continue with: "
+            f"vgfm-bayes fit --resume {run}",
+            file=sys.stderr,
+        )
+        return 128 + (err.signum or 2)
     except KeyboardInterrupt:
         print("vgfm-bayes: interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ summaries as numpy / pandas.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,8 +22,20 @@ import pandas as pd
 import pyro
 import torch
 
-from .data import DATASETS, DataError, TimeCourse, from_anndata, load_data
-from .infer import ConfigError, FitConfig, History, train
+from .data import DATASETS, DataError, Scaling, TimeCourse, from_anndata, load_data
+from .infer import (
+    ConfigError,
+    FitConfig,
+    History,
+    TrainingError,
+    atomic_write,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    stop_on_signals,
+    train,
+)
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
@@ -33,20 +46,71 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.pt"
+# an unfinished fit's run folder: what it was asked (FIT_FILE, data.npz) and where it is
+FIT_FILE = "fit.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class RunError(RuntimeError):
     """A run folder that cannot be written or read."""
 
 
-def _as_timecourse(data, time_key: str | None, rep: str) -> TimeCourse:
+def _as_timecourse(data, time_key: str | None, rep: str, masses=None) -> TimeCourse:
     if isinstance(data, TimeCourse):
-        return data
+        if masses is None:
+            return data
+        return TimeCourse(data.times, data.x, masses, data.var_names, name=data.name)
     if hasattr(data, "obs") and hasattr(data, "obsm"):
         if time_key is None:
             raise DataError("AnnData input needs time_key (the obs column with each cell's time)")
-        return from_anndata(data, time_key=time_key, rep=rep)
-    return load_data(data, time_key=time_key, rep=rep)
+        return from_anndata(data, time_key=time_key, rep=rep, masses=masses)
+    return load_data(data, time_key=time_key, rep=rep, masses=masses)
+
+
+def _data_meta(data: TimeCourse) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "times": data.times.tolist(),
+        "masses": data.masses.tolist(),
+        "counts": data.counts.tolist(),
+        "var_names": list(data.var_names),
+    }
+
+
+def _write_data(path: Path, data: TimeCourse) -> None:
+    arrays = {f"x{k}": x for k, x in enumerate(data.x)}
+    atomic_write(
+        path,
+        lambda fh: np.savez_compressed(fh, times=data.times, masses=data.masses, **arrays),
+    )
+
+
+def _read_data(run: Path, meta: dict[str, Any]) -> TimeCourse:
+    try:
+        with np.load(run / "data.npz", allow_pickle=False) as z:
+            n = len(z["times"])
+            return TimeCourse(
+                z["times"],
+                tuple(z[f"x{k}"] for k in range(n)),
+                z["masses"],
+                tuple(meta["data"]["var_names"]),
+                name=meta["data"]["name"],
+            )
+    except (OSError, KeyError, ValueError) as err:
+        raise RunError(f"{run / 'data.npz'}: missing or unreadable ({err})") from err
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path}: unreadable ({err})") from err
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RunError(
+            f"{path.parent}: run format version {meta.get('format_version')!r} is not supported "
+            f"(this vgfm-bayes reads version {FORMAT_VERSION})"
+        )
+    return meta
 
 
 class VGFM:
@@ -79,6 +143,8 @@ class VGFM:
         self.model: VGFMModel | None = None
         self.guide = None
         self.resolved: dict[str, Any] = {}
+        self.scaling: Scaling | None = None  # user units <-> internal (standardised) units
+        self._internal: TimeCourse | None = None  # the training data in internal units
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -157,7 +223,9 @@ class VGFM:
         *,
         time_key: str | None = None,
         rep: str = "X",
+        masses=None,
         progress: bool = True,
+        run_dir: str | Path | None = None,
     ) -> VGFM:
         """Fit on a TimeCourse, AnnData, CSV / .h5ad path or bundled data set name.
 
@@ -166,61 +234,175 @@ class VGFM:
         hold_out : index of a snapshot to leave out of training (leave-one-out); it is kept for
             evaluation.
         time_key, rep : for AnnData / .h5ad input: the obs time column and the obsm key (or X).
+        masses : array, shape (K,), optional -- relative population size per time point
+            (default: cell counts).
+        run_dir : folder to checkpoint into while training (created when training starts;
+            must not exist or be empty). SIGINT / SIGTERM then stop after the current step with
+            a checkpoint, and :meth:`resume` continues. Finish with ``save(run_dir)``.
         """
-        data = _as_timecourse(data, time_key, rep)
+        data = _as_timecourse(data, time_key, rep, masses)
         train_data = data if hold_out is None else data.without(hold_out)
+        run = None if run_dir is None else Path(run_dir)
+        if run is not None and run.exists() and (not run.is_dir() or any(run.iterdir())):
+            raise RunError(f"{run} already exists and is not an empty folder; choose a new one")
         c = self.config
         torch.manual_seed(c.seed)
         pyro.set_rng_seed(c.seed)
-        dev = self.device
-        resolved = self._resolve(train_data, data.name)
-        timings: dict[str, float] = {}
+        self.data, self.hold_out = data, hold_out
+        standardize = c.standardize if c.standardize is not None else data.name not in DATASETS
+        self.scaling = Scaling.fit(train_data) if standardize else Scaling.identity(data.dim)
+        self.resolved = self._resolve(train_data, data.name)
+        plans, srot_seconds = self._prepare(train_data)
+        if run is not None:
+            run.mkdir(parents=True, exist_ok=True)
+            self._write_fit_record(run)
+        return self._train(plans, srot_seconds, run, progress=progress)
 
+    @classmethod
+    def resume(cls, run: str | Path, *, progress: bool = True, device: str | None = None) -> VGFM:
+        """Continue an unfinished fit from its run folder's last checkpoint.
+
+        With the same seed and device the result is the same as an uninterrupted fit: the
+        checkpoint holds the optimiser state, the phase and step, and every random state.
+        """
+        run = Path(run)
+        if (run / "config.json").is_file():
+            raise RunError(f"{run}: this run is finished; there is nothing to resume")
+        if not (run / FIT_FILE).is_file():
+            raise RunError(f"{run}: not an unfinished run folder (no {FIT_FILE})")
+        meta = _read_json(run / FIT_FILE)
+        config = FitConfig.from_dict(meta["config"])
+        if device is not None:
+            config = config.updated(device=device)
+        self = cls(config)
+        self.data = _read_data(run, meta)
+        self.hold_out = meta["hold_out"]
+        self.resolved = meta["resolved"]
+        self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
+        train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
+        state = None
+        if (run / CHECKPOINT_FILE).is_file():
+            state = load_checkpoint(run / CHECKPOINT_FILE, map_location=self.device)
+        plans, srot_seconds = self._prepare(train_data)
+        return self._train(plans, srot_seconds, run, progress=progress, state=state)
+
+    def _prepare(self, train_data: TimeCourse):
+        """SROT plans (with safe-mode retries recorded in ``resolved``) and the networks, all in
+        internal units."""
+        internal = self.scaling.apply(train_data)
+        r = self.resolved
         t = time.perf_counter()
+        fallbacks: list[dict] = []
         plans = interval_plans(
-            train_data, resolved["eps"], resolved["tau"], resolved["normalize_cost"], device=dev
+            internal,
+            r["eps"],
+            r["tau"],
+            r["normalize_cost"],
+            device=self.device,
+            fallbacks=fallbacks,
         )
-        timings["srot"] = time.perf_counter() - t
-        self._build(train_data, resolved)
+        r["srot_fallbacks"] = fallbacks
+        srot_seconds = time.perf_counter() - t
+        self._build(internal, r)
+        self._internal = internal
+        return plans, srot_seconds
+
+    def _write_fit_record(self, run: Path) -> None:
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "status": "unfinished: continue with vgfm-bayes fit --resume RUN",
+            "config": self.config.to_dict(),
+            "resolved": self.resolved,
+            "hold_out": self.hold_out,
+            "scaling": self.scaling.to_dict(),
+            "data": _data_meta(self.data),
+        }
+        _write_data(run / "data.npz", self.data)
+        text = json.dumps(meta, indent=2).encode()
+        atomic_write(run / FIT_FILE, lambda fh: fh.write(text))
+
+    def _train(self, plans, srot_seconds: float, run: Path | None, *, progress, state=None):
+        c = self.config
+        dev = self.device
+        internal = self._internal
         gen = torch.Generator(device=dev).manual_seed(c.seed)
 
         def sampler():
             return sample_pairs(plans, c.batch_size, c.sigma, gen)
 
         fit_loss = None
+        fit_gen = torch.Generator().manual_seed(c.seed + 1)
         if c.joint_steps > 0:
-            tensors = [torch.tensor(x, dtype=torch.float32, device=dev) for x in train_data.x]
+            tensors = [torch.tensor(x, dtype=torch.float32, device=dev) for x in internal.x]
             fit_loss = DistributionFit(
                 self.fields,
                 tensors[0],
                 tensors[1:],
-                torch.tensor(train_data.times, dtype=torch.float32, device=dev),
-                torch.tensor(np.log(train_data.masses), dtype=torch.float32, device=dev),
+                torch.tensor(internal.times, dtype=torch.float32, device=dev),
+                torch.tensor(np.log(internal.masses), dtype=torch.float32, device=dev),
                 lambda_ot=c.lambda_ot,
                 lambda_mass=c.lambda_mass,
-                step_size=resolved["step_size"],
+                step_size=self.resolved["step_size"],
                 n_particles=c.joint_particles,
                 n_targets=c.joint_targets,
                 detach_intervals=c.detach_intervals,
                 member_shape=self.model.member_shape,
-                generator=torch.Generator().manual_seed(c.seed + 1),
+                generator=fit_gen,
             )
-        with pyro.settings.context(module_local_params=True):
-            self.history = train(
-                self.model,
-                self.guide,
-                sampler,
-                fit_loss,
-                warmup_steps=c.warmup_steps,
-                lr_warmup=c.lr_warmup,
-                joint_steps=c.joint_steps,
-                lr_joint=c.lr_joint,
-                progress=progress,
-            )
-        self.history.seconds = {**timings, **self.history.seconds}
-        self.data = data
-        self.hold_out = hold_out
-        self.resolved = resolved
+        generators = {"pairs": gen, "fit": fit_gen}
+        history, resume_phase, optim_state = None, None, None
+        if state is not None:
+            self.guide.load_state_dict(state["guide"])
+            restore_rng(state["rng"], generators)
+            h = state["history"]
+            history = History(list(h["warmup"]), list(h["joint"]), dict(h["seconds"]))
+            resume_phase, optim_state = state["phase"], state["optimizer"]
+            log.info("resuming %s from %s step %d", run, resume_phase, len(h[state["phase_key"]]))
+
+        def checkpoint(phase: str, optim: torch.optim.Optimizer, hist: History) -> None:
+            blob = {
+                "phase": phase,
+                "phase_key": "warmup" if phase == "warm-up" else "joint",
+                "history": {"warmup": hist.warmup, "joint": hist.joint, "seconds": hist.seconds},
+                "optimizer": optim.state_dict(),
+                "guide": {k: v.detach() for k, v in self.guide.state_dict().items()},
+                "rng": capture_rng(generators),
+            }
+            save_checkpoint(run / CHECKPOINT_FILE, blob)
+
+        stop_ctx = stop_on_signals() if run is not None else contextlib.nullcontext()
+        try:
+            with stop_ctx as stop, pyro.settings.context(module_local_params=True):
+                self.history = train(
+                    self.model,
+                    self.guide,
+                    sampler,
+                    fit_loss,
+                    warmup_steps=c.warmup_steps,
+                    lr_warmup=c.lr_warmup,
+                    joint_steps=c.joint_steps,
+                    lr_joint=c.lr_joint,
+                    progress=progress,
+                    history=history,
+                    resume_phase=resume_phase,
+                    optimizer_state=optim_state,
+                    checkpoint=checkpoint if run is not None else None,
+                    checkpoint_every=c.checkpoint_every,
+                    stop=stop,
+                    explode_ratio=c.explode_ratio,
+                )
+        except TrainingError as err:
+            if run is None:
+                raise
+            if (run / CHECKPOINT_FILE).is_file():
+                raise TrainingError(
+                    f"{err}; the last good checkpoint is kept in {run / CHECKPOINT_FILE} "
+                    "(lower the learning rates or check the data)"
+                ) from err
+            shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: no half-written run
+            raise TrainingError(f"{err}; no checkpoint had been written, {run} removed") from err
+        seconds = dict(self.history.seconds)
+        self.history.seconds = {"srot": srot_seconds, **seconds}
         return self
 
     # ------------------------------------------------------------------ posterior outputs
@@ -232,13 +414,16 @@ class VGFM:
         )
 
     def _tensor(self, x) -> torch.Tensor:
-        x = np.asarray(x, dtype=np.float32)
+        """User-unit points (n, D) as an internal-unit tensor on the model's device."""
+        x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.fields.dim:
             raise DataError(
                 f"points must have shape (n, {self.fields.dim}) to match the fitted data, "
                 f"got {x.shape}"
             )
-        return torch.tensor(x, device=self.device)
+        if self.scaling is not None and not self.scaling.is_identity:
+            x = self.scaling.to_internal(x)
+        return torch.tensor(x, dtype=torch.float32, device=self.device)
 
     def simulate(
         self, samples: int = 100, x0=None, times=None, step_size: float | None = None
@@ -253,12 +438,16 @@ class VGFM:
         times = self.data.times if times is None else np.asarray(times, dtype=np.float64)
         post = self.posterior
         params = post.draw(samples)
-        return post.trajectories(
+        traj = post.trajectories(
             params,
             self._tensor(x0),
             torch.tensor(times, dtype=torch.float32, device=self.device),
             step_size or self.resolved["step_size"],
         )
+        if self.scaling is None or self.scaling.is_identity:
+            return traj
+        x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
+        return Trajectories(traj.times, x, traj.log_w)
 
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:
         """Growth-rate posterior per point (per unit time): mean, sd, q05, q50, q95, p_positive."""
@@ -271,6 +460,8 @@ class VGFM:
         direction_spread (N,) in radians."""
         post = self.posterior
         v = post.velocity_draws(post.draw(samples), self._tensor(x), float(t)).cpu().numpy()
+        if self.scaling is not None:
+            v = v * self.scaling.scale  # internal units per time -> user units per time
         speed = np.linalg.norm(v, axis=-1)
         return {
             "mean": v.mean(0),
@@ -297,17 +488,30 @@ class VGFM:
         return out
 
     # ------------------------------------------------------------------ persistence
-    def save(self, run: str | Path, overwrite: bool = False) -> Path:
-        """Write a run folder: config.json, weights.pt, history.json, data.npz.
+    def save(
+        self, run: str | Path, overwrite: bool = False, extra: dict[str, str] | None = None
+    ) -> Path:
+        """Write a run folder: config.json, weights.pt, history.json, data.npz (+ ``extra``
+        text files by name, e.g. metrics.json).
 
         The folder is written under a temporary name and renamed into place, so a failed save
-        never leaves a half-written run.
+        never leaves a half-written run. The unfinished run folder this model was fitted into
+        (``fit(run_dir=...)``) is replaced without ``overwrite``.
         """
         self._require_fitted()
         run = Path(run)
         if run.exists() and not run.is_dir():
             raise RunError(f"{run} exists and is a file; choose a folder name for the run")
-        if run.exists() and any(run.iterdir()) and not overwrite:
+        own = (
+            (
+                (run / FIT_FILE).is_file()
+                and not (run / "config.json").exists()
+                and {p.name for p in run.iterdir()} <= {FIT_FILE, CHECKPOINT_FILE, "data.npz"}
+            )
+            if run.is_dir()
+            else False
+        )
+        if run.exists() and any(run.iterdir()) and not (overwrite or own):
             raise RunError(f"{run} already holds files; choose a new folder or pass overwrite")
         run.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run.name}.", dir=run.parent))
@@ -317,13 +521,8 @@ class VGFM:
                 "config": self.config.to_dict(),
                 "resolved": self.resolved,
                 "hold_out": self.hold_out,
-                "data": {
-                    "name": self.data.name,
-                    "times": self.data.times.tolist(),
-                    "masses": self.data.masses.tolist(),
-                    "counts": self.data.counts.tolist(),
-                    "var_names": list(self.data.var_names),
-                },
+                "scaling": self.scaling.to_dict() if self.scaling else None,
+                "data": _data_meta(self.data),
                 "fields": {
                     "dim": self.fields.dim,
                     "velocity_hidden": list(self.fields.velocity.hidden),
@@ -336,13 +535,17 @@ class VGFM:
             state = {k: v.detach().cpu() for k, v in self.guide.state_dict().items()}
             torch.save({"format_version": FORMAT_VERSION, "guide": state}, tmp / WEIGHTS_FILE)
             (tmp / "history.json").write_text(json.dumps(self.history.to_dict()))
-            arrays = {f"x{k}": x for k, x in enumerate(self.data.x)}
-            np.savez_compressed(
-                tmp / "data.npz", times=self.data.times, masses=self.data.masses, **arrays
-            )
+            _write_data(tmp / "data.npz", self.data)
+            for name, text in (extra or {}).items():
+                (tmp / name).write_text(text)
             if run.exists():
-                shutil.rmtree(run)
-            os.replace(tmp, run)
+                # swap by renames: the old folder is only deleted once the new one is in place
+                old = Path(tempfile.mkdtemp(prefix=f".{run.name}.old.", dir=run.parent))
+                os.replace(run, old)
+                os.replace(tmp, run)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, run)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -355,33 +558,23 @@ class VGFM:
         run = Path(run)
         cfg_file = run / "config.json"
         if not cfg_file.is_file():
+            if (run / FIT_FILE).is_file():
+                raise RunError(
+                    f"{run}: an unfinished fit (interrupted or stopped); continue it with "
+                    f"vgfm-bayes fit --resume {run}"
+                )
             raise RunError(f"{run}: not a run folder (no config.json)")
-        try:
-            meta = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as err:
-            raise RunError(f"{cfg_file}: unreadable ({err})") from err
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise RunError(
-                f"{run}: run format version {meta.get('format_version')!r} is not supported "
-                f"(this vgfm-bayes reads version {FORMAT_VERSION})"
-            )
+        meta = _read_json(cfg_file)
         config = FitConfig.from_dict(meta["config"])
         if device is not None:
             config = config.updated(device=device)
         self = cls(config)
-        with np.load(run / "data.npz", allow_pickle=False) as z:
-            n = len(z["times"])
-            self.data = TimeCourse(
-                z["times"],
-                tuple(z[f"x{k}"] for k in range(n)),
-                z["masses"],
-                tuple(meta["data"]["var_names"]),
-                name=meta["data"]["name"],
-            )
+        self.data = _read_data(run, meta)
         self.hold_out = meta["hold_out"]
         self.resolved = meta["resolved"]
+        self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
         train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
-        self._build(train_data, self.resolved)
+        self._build(self.scaling.apply(train_data), self.resolved)
         try:
             blob = torch.load(run / WEIGHTS_FILE, map_location=self.device, weights_only=True)
         except Exception as err:  # pickle / zip errors come in many types

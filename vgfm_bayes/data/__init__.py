@@ -1,17 +1,20 @@
 """Stage 1: load and validate time-course data (CSV, AnnData), bundled data sets."""
 
 from .datasets import DATASETS, DatasetInfo, load
-from .io import from_anndata, load_data, read_csv, read_h5ad
+from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
+from .scaling import Scaling
 from .timecourse import DataError, TimeCourse
 
 __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
+    "Scaling",
     "TimeCourse",
     "from_anndata",
     "load",
     "load_data",
     "read_csv",
     "read_h5ad",
+    "read_masses",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,13 +29,22 @@ def read_csv(
     masses : optional relative masses per sorted time point.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            text = fh.read()
+        if "\x00" in text:
+            raise DataError(f"{path}: not a readable CSV file (it holds NUL bytes: binary data)")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a text CSV file (cannot decode it as UTF-8)") from err
+    except csv.Error as err:  # e.g. NUL bytes: a binary file with a .csv name
+        raise DataError(f"{path}: not a readable CSV file ({err})") from err
+    except OSError as err:  # permissions, a folder, a broken device
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from err
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise DataError(f"{path}: the file is empty")
@@ -143,7 +153,10 @@ def load_data(
     from .datasets import DATASETS, load
 
     if str(source) in DATASETS:
-        return load(str(source))
+        tc = load(str(source))
+        if masses is None:
+            return tc
+        return TimeCourse(tc.times, tc.x, masses, tc.var_names, name=tc.name)
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix == ".h5ad":
@@ -157,3 +170,36 @@ def load_data(
             )
         return read_csv(path, time_key=time_key or "samples", masses=masses)
     raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .h5ad")
+
+
+def read_masses(spec: str | Path | None) -> np.ndarray | None:
+    """Relative masses per time point from "1,1.3,2.1" or from a file holding such numbers.
+
+    The file may hold one number per line or comma / whitespace separated numbers. Positivity
+    and the count per time point are checked by :class:`TimeCourse`.
+    """
+    if spec is None:
+        return None
+    text = str(spec)
+    path = Path(text)
+    looks_numeric = all(c in "0123456789.,+-eE \t" for c in text)
+    if path.is_file() or not looks_numeric:
+        if not path.is_file():
+            raise DataError(f"--masses {text}: no such file (or give numbers like 1,1.4,2)")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DataError(f"--masses {path}: cannot read it as text ({err})") from err
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not parts:
+        raise DataError(f"--masses {spec}: no numbers given")
+    try:
+        values = np.array([float(p) for p in parts])
+    except ValueError as err:
+        raise DataError(f"--masses {spec}: not a list of numbers ({err})") from err
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise DataError(
+            f"--masses must be positive finite numbers (relative population sizes), got "
+            f"{values.tolist()}"
+        )
+    return values

@@ -1,14 +1,35 @@
-"""Stage 5: inference -- configuration and the SVI loop."""
+"""Stage 5: inference -- configuration, the SVI loop and checkpoints."""
 
+from .checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    StopRequest,
+    atomic_write,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    stop_on_signals,
+)
 from .config import ConfigError, FitConfig, read_config_file
-from .svi import History, TrainingError, run_phase, train
+from .svi import History, TrainingError, TrainingInterrupted, run_phase, train
 
 __all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
     "ConfigError",
     "FitConfig",
     "History",
+    "StopRequest",
     "TrainingError",
+    "TrainingInterrupted",
+    "atomic_write",
+    "capture_rng",
+    "load_checkpoint",
     "read_config_file",
+    "restore_rng",
     "run_phase",
+    "save_checkpoint",
+    "stop_on_signals",
     "train",
 ]

@@ -25,6 +25,11 @@ class FitConfig:
     Training: warm-up SVI on the regression alone, then joint SVI with the simulated W1 and mass
     factor. step_size is the Euler step in user time units (default a tenth of the shortest
     interval).
+    Reliability: with ``standardize`` the coordinates are centred and divided by their pooled
+    root-mean-square spread before anything else; eps (on an unnormalised cost) and sigma are
+    then in those standardised units, and every output is mapped back to the user's units.
+    ``checkpoint_every`` steps between atomic checkpoints (0: only on a stop signal);
+    ``explode_ratio`` how far the loss may rise above its starting level before training stops.
     """
 
     head: str = "point"
@@ -55,6 +60,10 @@ class FitConfig:
     joint_targets: int = 1024
     detach_intervals: bool = True
     step_size: float | None = None
+    # reliability
+    standardize: bool | None = None  # None: yes for user data, no for bundled benchmark data
+    checkpoint_every: int = 500  # steps between checkpoints when fitting into a run folder
+    explode_ratio: float = 1e6  # stop when |loss| exceeds this times the phase's first level
     # run
     seed: int = 0
     device: str = "cpu"
@@ -87,13 +96,15 @@ class FitConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"config {name} must be positive, got {getattr(self, name)}")
-        for name in ["joint_steps", "lambda_ot", "lambda_mass", "sigma"]:
+        for name in ["joint_steps", "lambda_ot", "lambda_mass", "sigma", "checkpoint_every"]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config {name} must be >= 0, got {getattr(self, name)}")
         for name in ["eps", "tau", "n_effective", "sigma_v", "sigma_g", "step_size"]:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ConfigError(f"config {name} must be positive, got {v}")
+        if not self.explode_ratio > 1:
+            raise ConfigError(f"config explode_ratio must be > 1, got {self.explode_ratio}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
 

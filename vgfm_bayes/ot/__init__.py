@@ -1,6 +1,6 @@
 """Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, W1."""
 
-from .srot import SROTError, SROTResult, solve_srot, squared_cost
+from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
 from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
 from .w1 import w1_exact, w1_loss
 
@@ -12,6 +12,7 @@ __all__ = [
     "interval_plans",
     "sample_pairs",
     "solve_srot",
+    "solve_srot_safe",
     "squared_cost",
     "w1_exact",
     "w1_loss",

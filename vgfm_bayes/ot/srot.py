@@ -20,10 +20,13 @@ stopping rule is on the gradient, i.e. directly on the row-sum residual.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger(__name__)
 
 # exp() of arguments below about -708 takes a slow path on CPUs (40x slower); terms smaller than
 # exp(-60) relative to the largest are far below float64 resolution, so they are clamped.
@@ -153,6 +156,8 @@ def solve_srot(
         raise ValueError(f"SROT needs eps > 0 and tau > 0, got eps={eps}, tau={tau}")
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
     n, m = x64.shape[0], y64.shape[0]
+    if not (torch.isfinite(x64).all() and torch.isfinite(y64).all()):
+        raise SROTError("SROT input has NaN/inf coordinates; no plan can be computed")
     cost = squared_cost(x64, y64)
     if normalize_cost:
         cost = cost / cost.max().clamp_min(torch.finfo(torch.float64).tiny)
@@ -189,3 +194,55 @@ def solve_srot(
             f"row residual {row_err:.1e} after {n_evals} evaluations; raise eps or max_evals"
         )
     return SROTResult(plan, rows, n_evals, col_err, row_err)
+
+
+def solve_srot_safe(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    tau: float,
+    *,
+    label: str = "SROT",
+    max_evals: int = 5000,
+    **options,
+) -> tuple[SROTResult, dict | None]:
+    """:func:`solve_srot`, retried in a safe mode when the plan fails its checks.
+
+    The ladder: the settings as given; then 5x the dual evaluations; then eps x 3 and eps x 10
+    (with the larger budget). Every retry is logged as a warning naming what changed; the plan's
+    checks are never relaxed, so a plan that still fails raises SROTError.
+
+    Returns
+    -------
+    (result, fallback) where fallback is None when the first attempt passed, else a record
+    {"label", "eps", "max_evals", "reason"} of the settings that produced the plan.
+    """
+    attempts = [
+        (eps, max_evals, None),
+        (eps, 5 * max_evals, f"dual evaluations {max_evals} -> {5 * max_evals}"),
+        (3 * eps, 5 * max_evals, f"eps {eps:g} -> {3 * eps:g} (3x larger), {5 * max_evals} evals"),
+        (
+            10 * eps,
+            5 * max_evals,
+            f"eps {eps:g} -> {10 * eps:g} (10x larger), {5 * max_evals} evals",
+        ),
+    ]
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise SROTError(f"{label}: NaN/inf coordinates; no safe mode can help, fix the data")
+    reasons = []
+    for e, evals, change in attempts:
+        if change is not None:
+            log.warning("%s: %s; retrying in safe mode with %s", label, reasons[-1], change)
+        try:
+            res = solve_srot(x, y, e, tau, max_evals=evals, **options)
+        except SROTError as err:
+            reasons.append(str(err))
+            continue
+        if change is None:
+            return res, None
+        log.warning("%s: safe mode succeeded with %s; the plan passed its checks", label, change)
+        return res, {"label": label, "eps": e, "max_evals": evals, "reason": reasons[0]}
+    raise SROTError(
+        f"{label}: no usable plan after {len(attempts)} attempts (up to eps {10 * eps:g}); "
+        f"last: {reasons[-1]}. Standardise or subsample the data, or set a larger eps"
+    )

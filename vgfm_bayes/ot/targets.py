@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..data import TimeCourse
-from .srot import solve_srot
+from .srot import solve_srot_safe
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def interval_plans(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     cells: list[np.ndarray] | None = None,
+    fallbacks: list[dict] | None = None,
 ) -> list[IntervalPlan]:
     """Solve SROT for every consecutive pair of snapshots, once, on ``device``.
 
@@ -82,6 +83,8 @@ def interval_plans(
     Parameters
     ----------
     cells : optional per-time index arrays selecting cells (e.g. a bootstrap resample).
+    fallbacks : optional list that receives a record per interval whose plan needed the safe
+        mode (see :func:`solve_srot_safe`); each retry is also logged as a warning.
     """
     xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
     plans = []
@@ -90,7 +93,12 @@ def interval_plans(
         x1 = torch.tensor(xs[k + 1], dtype=torch.float64, device=device)
         ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
         b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
-        res = solve_srot(x0, x1, eps, tau, normalize_cost=normalize_cost, b=b)
+        label = f"SROT interval {k} (t={data.times[k]:g} -> {data.times[k + 1]:g})"
+        res, fallback = solve_srot_safe(
+            x0, x1, eps, tau, label=label, normalize_cost=normalize_cost, b=b
+        )
+        if fallback is not None and fallbacks is not None:
+            fallbacks.append({"interval": k, **fallback})
         plans.append(
             IntervalPlan(
                 t0=float(data.times[k]),
