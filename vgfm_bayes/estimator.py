@@ -27,7 +27,6 @@ from .infer import ConfigError, FitConfig, History, train
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
-from .ot import interval_plans, sample_pairs
 from .posterior import Posterior, Trajectories, direction_spread, summarise
 
 log = logging.getLogger(__name__)
@@ -119,15 +118,25 @@ class VGFM:
             "step_size": c.step_size or float(np.diff(data.times).min()) / 10,
         }
 
+    @property
+    def head(self):
+        """The configured head (model.heads.Head) with its options from the config."""
+        c = self.config
+        options = {
+            "members": c.members, "prior_scale": c.prior_scale, "bootstrap": c.bootstrap,
+            "tau_spread": c.tau_spread, "init_scale": c.init_scale,
+        }
+        return get_head(c.head, strict=False, **options)
+
     def _build(self, train_data: TimeCourse, resolved: dict[str, Any]) -> None:
         c = self.config
-        head = get_head(c.head, members=c.members, prior_scale=c.prior_scale)
+        head = self.head
         t0, t1 = float(train_data.times[0]), float(train_data.times[-1])
         self.fields = Fields.build(
             train_data.dim, t0, t1 - t0, c.velocity_hidden and tuple(c.velocity_hidden),
             c.growth_hidden and tuple(c.growth_hidden),
         )
-        members = (head.members,) if head.members > 1 else ()
+        members = head.member_shape
         gen = torch.Generator().manual_seed(c.seed)
         init = self.fields.init(members, generator=gen, device=self.device)
         with pyro.settings.context(module_local_params=True):
@@ -167,15 +176,11 @@ class VGFM:
         timings: dict[str, float] = {}
 
         t = time.perf_counter()
-        plans = interval_plans(
-            train_data, resolved["eps"], resolved["tau"], resolved["normalize_cost"], device=dev
+        sampler = self.head.pair_sampler(
+            train_data, resolved, batch_size=c.batch_size, sigma=c.sigma, seed=c.seed, device=dev
         )
         timings["srot"] = time.perf_counter() - t
         self._build(train_data, resolved)
-        gen = torch.Generator(device=dev).manual_seed(c.seed)
-
-        def sampler():
-            return sample_pairs(plans, c.batch_size, c.sigma, gen)
 
         fit_loss = None
         if c.joint_steps > 0:
@@ -206,7 +211,7 @@ class VGFM:
     @property
     def posterior(self) -> Posterior:
         self._require_fitted()
-        return Posterior(self.model, self.guide, deterministic=get_head(self.config.head).deterministic)
+        return Posterior(self.model, self.guide, deterministic=self.head.deterministic)
 
     def _tensor(self, x) -> torch.Tensor:
         x = np.asarray(x, dtype=np.float32)

@@ -128,6 +128,7 @@ def solve_srot(
     max_evals: int = 5000,
     marginal_tol: float = 1e-6,
     row_tol: float = 1e-3,
+    f_init: torch.Tensor | None = None,
 ) -> SROTResult:
     """Solve SROT between source cells x and target cells y.
 
@@ -144,6 +145,9 @@ def solve_srot(
     max_evals : dual evaluations allowed at the target eps.
     marginal_tol, row_tol : largest accepted relative error of the column sums (hard) and of
         the row optimality condition; beyond either the plan is rejected with SROTError.
+    f_init : Tensor, shape (n,), optional -- a warm start for the source potential at the target
+        eps (e.g. -tau * log(r_i) from a related plan); skips the eps annealing. The result is
+        checked exactly as without it.
 
     Returns
     -------
@@ -168,6 +172,9 @@ def solve_srot(
         level /= 3
     f = torch.zeros(n, **opts)
     n_evals = 0
+    if f_init is not None:
+        f = torch.as_tensor(f_init, **opts).reshape(n).clone()
+        levels = []
     for e in levels:
         f, used = _maximise_dual(cost, f, e, tau, log_a, log_b, gtol=1e-3, max_evals=200)
         n_evals += used

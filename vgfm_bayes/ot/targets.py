@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data import TimeCourse
-from .srot import solve_srot
+from .srot import SROTError, solve_srot
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def interval_plans(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     cells: list[np.ndarray] | None = None,
+    warm_start: Sequence[torch.Tensor | None] | None = None,
 ) -> list[IntervalPlan]:
     """Solve SROT for every consecutive pair of snapshots, once, on ``device``.
 
@@ -82,6 +84,8 @@ def interval_plans(
     Parameters
     ----------
     cells : optional per-time index arrays selecting cells (e.g. a bootstrap resample).
+    warm_start : optional per-interval source potentials (n_k,) to start SROT from (skips the
+        eps annealing); if that solve fails its checks, the plan is solved again from scratch.
     """
     xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
     plans = []
@@ -90,7 +94,13 @@ def interval_plans(
         x1 = torch.tensor(xs[k + 1], dtype=torch.float64, device=device)
         ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
         b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
-        res = solve_srot(x0, x1, eps, tau, normalize_cost=normalize_cost, b=b)
+        f0 = None if warm_start is None else warm_start[k]
+        try:
+            res = solve_srot(x0, x1, eps, tau, normalize_cost=normalize_cost, b=b, f_init=f0)
+        except SROTError:
+            if f0 is None:
+                raise
+            res = solve_srot(x0, x1, eps, tau, normalize_cost=normalize_cost, b=b)
         plans.append(
             IntervalPlan(
                 t0=float(data.times[k]),
@@ -135,3 +145,81 @@ def sample_pairs(
         us.append((yj - xi) / p.dt)
         gs.append(p.growth_targets[i])
     return PairBatch(torch.cat(xs), torch.cat(ts), torch.cat(us), torch.cat(gs))
+
+
+def bootstrap_cells(counts: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
+    """One bootstrap resample per time point: n_k cell indices drawn with replacement."""
+    return [np.sort(rng.integers(0, int(n), int(n))) for n in counts]
+
+
+def member_plans(
+    data: TimeCourse,
+    eps: float,
+    tau: float,
+    normalize_cost: bool,
+    members: int,
+    *,
+    seed: int = 0,
+    bootstrap: bool = True,
+    tau_spread: float = 0.0,
+    reference: list[IntervalPlan] | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[list[IntervalPlan]]:
+    """Per-member SROT plans for an ensemble: each member its own bootstrap of cells.
+
+    Parameters
+    ----------
+    members : K, the number of plan lists returned.
+    seed : seeds the bootstrap resamples (numpy), so members differ but runs repeat.
+    bootstrap : resample the cells of every snapshot with replacement per member; False gives
+        every member the full data (then members differ only by initialisation).
+    tau_spread : members' tau spread log-uniformly over [tau * exp(-s), tau * exp(s)] (0: all
+        use tau), so the ensemble also carries the uncertainty from the choice of tau.
+    reference : full-data plans with the same eps; their row sums give each member a warm start
+        f_i = -tau * log(r_i) (much cheaper than the annealed cold start; checked as usual).
+
+    Returns
+    -------
+    list of K lists of IntervalPlan, one per interval.
+    """
+    rng = np.random.default_rng(seed)
+    taus = tau * np.exp(np.linspace(-tau_spread, tau_spread, members)) if members > 1 else [tau]
+    out = []
+    for m in range(members):
+        cells = bootstrap_cells(data.counts, rng) if bootstrap else None
+        warm = None
+        if reference is not None:
+            warm = [
+                -float(taus[m]) * p.row_sums.log()[cells[k] if cells is not None else slice(None)]
+                for k, p in enumerate(reference)
+            ]
+        out.append(
+            interval_plans(
+                data, eps, float(taus[m]), normalize_cost, device=device, dtype=dtype,
+                cells=cells, warm_start=warm,
+            )
+        )
+    return out
+
+
+def sample_member_pairs(
+    plans: list[list[IntervalPlan]],
+    batch_size: int,
+    sigma: float,
+    generator: torch.Generator | None = None,
+) -> PairBatch:
+    """Pairs for K members at once, each from its own plans (see ``sample_pairs``).
+
+    Returns
+    -------
+    PairBatch with a leading member dim: x (K, B, D), t (K, B), u (K, B, D), gamma (K, B),
+    B = batch_size * n_intervals.
+    """
+    batches = [sample_pairs(p, batch_size, sigma, generator) for p in plans]
+    return PairBatch(
+        torch.stack([b.x for b in batches]),
+        torch.stack([b.t for b in batches]),
+        torch.stack([b.u for b in batches]),
+        torch.stack([b.gamma for b in batches]),
+    )
