@@ -70,8 +70,14 @@ def test_point_head_numbers_unchanged(small):
         guide = head.build_guide(vm, init)
         guide(None)
         hist = train(
-            vm, guide, lambda: sample_pairs(plans, c.batch_size, c.sigma, gen), None,
-            warmup_steps=c.warmup_steps, lr_warmup=c.lr_warmup, joint_steps=0, lr_joint=1.0,
+            vm,
+            guide,
+            lambda: sample_pairs(plans, c.batch_size, c.sigma, gen),
+            None,
+            warmup_steps=c.warmup_steps,
+            lr_warmup=c.lr_warmup,
+            joint_steps=0,
+            lr_joint=1.0,
             progress=False,
         )
     assert hist.warmup == model.history.warmup

@@ -108,8 +108,15 @@ class EnsembleHead(Head):
         if self.members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
         plans = member_plans(
-            data, resolved["eps"], resolved["tau"], resolved["normalize_cost"], self.members,
-            seed=seed, bootstrap=self.bootstrap, tau_spread=self.tau_spread, device=device,
+            data,
+            resolved["eps"],
+            resolved["tau"],
+            resolved["normalize_cost"],
+            self.members,
+            seed=seed,
+            bootstrap=self.bootstrap,
+            tau_spread=self.tau_spread,
+            device=device,
         )
         gen = torch.Generator(device=device).manual_seed(seed)
 
@@ -150,7 +157,9 @@ class LastLayerHead(Head):
         guide.append(AutoDelta(poutine.block(started, expose=["body"]), init_loc_fn=init))
         guide.append(
             AutoNormal(
-                poutine.block(started, expose=["last"]), init_loc_fn=init, init_scale=self.init_scale
+                poutine.block(started, expose=["last"]),
+                init_loc_fn=init,
+                init_scale=self.init_scale,
             )
         )
         return guide
