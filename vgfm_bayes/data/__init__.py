@@ -2,16 +2,19 @@
 
 from .datasets import DATASETS, DatasetInfo, load
 from .io import from_anndata, load_data, read_csv, read_h5ad
+from .simulate import GroundTruth, simulate_populations
 from .timecourse import DataError, TimeCourse
 
 __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
+    "GroundTruth",
     "TimeCourse",
     "from_anndata",
     "load",
     "load_data",
     "read_csv",
     "read_h5ad",
+    "simulate_populations",
 ]
