@@ -46,6 +46,8 @@ def test_head_fit_simulate_growth_velocity(head, small, tmp_path):
     assert v["mean"].shape == (small.counts[1], 2) and v["direction_spread"].shape == (36,)
     ev = model.evaluate(samples=4)
     assert np.isfinite(ev["w1_mean"]) and len(ev["mass_covered"]) == 2
+    _check_arviz(model, n_draws)
+    _check_anndata(model, small, n_draws, tmp_path)
     # a saved run loads back to the same posterior mean (draws of a deterministic or member
     # head are identical; Bayesian heads are compared through their guide parameters)
     model.save(tmp_path / "run")
@@ -141,3 +143,57 @@ def test_get_head_options():
     blocks = get_head("last_layer").blocks(Fields.build(2, 0.0, 1.0, (8,), (8,)))
     assert blocks["last"].prior.kind == "normal" and blocks["body"].prior.kind == "flat"
     assert set(blocks["last"].names) == {"v.l1.weight", "v.l1.bias", "g.l1.weight", "g.l1.bias"}
+
+
+def _check_arviz(model, n_draws):
+    import arviz as az
+
+    idata = model.to_arviz(samples=6)
+    post = idata.posterior
+    assert post["growth"].dims == ("chain", "draw", "cell")
+    assert post["velocity"].dims == ("chain", "draw", "cell", "dim")
+    assert post["growth"].shape == (1, n_draws, 30)
+    assert list(post["dim"].values) == ["x1", "x2"]
+    pp = idata.posterior_predictive
+    assert pp["mass"].dims == ("chain", "draw", "time") and pp["mass"].shape == (1, n_draws, 3)
+    assert pp["x"].dims == ("chain", "draw", "time", "particle", "dim")
+    assert np.allclose(pp["mass"].values[..., 0], 1.0, atol=1e-5)
+    # the same draws feed both groups: posterior mean growth equals growth()'s mean
+    # (deterministic heads) and arviz.summary works
+    summary = az.summary(idata, var_names=["growth"], kind="stats")
+    assert summary.shape[0] == 30 and np.all(np.isfinite(summary["mean"]))
+    if n_draws == 1 or model.config.head == "ensemble":
+        g = model.growth(model.data.x[0], float(model.data.times[0]))
+        assert np.allclose(summary["mean"].values, g["mean"].values, atol=1e-3)
+
+
+def _check_anndata(model, data, n_draws, tmp_path):
+    import anndata as ad
+    import pandas as pd
+
+    x = np.vstack(data.x)
+    times = np.concatenate([np.full(len(xk), t) for xk, t in zip(data.x, data.times, strict=True)])
+    adata = ad.AnnData(
+        np.zeros((len(x), 3), dtype=np.float32),
+        obs=pd.DataFrame({"day": times}, index=[f"c{i}" for i in range(len(x))]),
+    )
+    adata.obsm["X_pca"] = x
+    out = model.to_anndata(adata, time_key="day", rep="X_pca", samples=6)
+    # the caller's object is untouched
+    assert "velocity_pca" not in adata.obsm and "growth_mean" not in adata.obs
+    assert "vgfm_bayes" not in adata.uns
+    assert out.obsm["velocity_pca"].shape == (len(x), 2)
+    assert out.obsm["velocity_pca_sd"].shape == (len(x), 2)
+    for c in ["mean", "sd", "q05", "q50", "q95", "p_positive"]:
+        assert f"growth_{c}" in out.obs
+    # growth at each cell's own time equals growth() at that time
+    k = 1
+    sel = times == data.times[k]
+    g = model.growth(data.x[k], float(data.times[k]))
+    if n_draws == 1 or model.config.head == "ensemble":
+        assert np.allclose(out.obs["growth_mean"].values[sel], g["mean"].values, atol=1e-5)
+    assert out.uns["vgfm_bayes"]["head"] == model.config.head
+    out.write_h5ad(tmp_path / "out.h5ad")  # everything written is storable
+    again = model.to_anndata(adata, "day", rep="X_pca", samples=6, key_added="run1", inplace=True)
+    assert again is None and "run1_velocity_pca" in adata.obsm and "run1" in adata.uns
+    assert "run1_growth_mean" in adata.obs

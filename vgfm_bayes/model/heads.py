@@ -22,13 +22,38 @@ from typing import Any
 
 import torch
 from pyro import poutine
+from pyro.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
 from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_value
+from torch.distributions import biject_to, transform_to
 
 from ..data import TimeCourse
 from ..nn import Fields
 from ..ot import PairBatch, interval_plans, member_plans, sample_member_pairs, sample_pairs
 from .vgfm import Block, Prior, VGFMModel
+
+
+class _FastPositive(torch.distributions.constraints._GreaterThan):
+    """Positive, reached through exp(rate * u): an optimiser step of size lr in u moves
+    log(scale) by rate * lr, so guide scales started far from their optimum get there within a
+    normal run (with softplus and lr 1e-3, moving a scale by a factor 10 takes ~2,300 steps)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(0.0)
+        self.rate = rate
+
+
+@biject_to.register(_FastPositive)
+@transform_to.register(_FastPositive)
+def _fast_positive_transform(constraint: _FastPositive):
+    return ComposeTransform([AffineTransform(0.0, constraint.rate), ExpTransform()])
+
+
+class ScaledAutoNormal(AutoNormal):
+    """AutoNormal whose scales move ``SCALE_RATE`` times faster under the optimiser."""
+
+    SCALE_RATE = 10.0
+    scale_constraint = _FastPositive(SCALE_RATE)
 
 
 @dataclass(frozen=True)
@@ -138,7 +163,7 @@ class LastLayerHead(Head):
 
     name: str = "last_layer"
     deterministic: bool = False
-    init_scale: float = 1e-3
+    init_scale: float = 1e-2
 
     def blocks(self, fields: Fields) -> dict[str, Block]:
         last = tuple(fields.last_layer_names())
@@ -156,7 +181,7 @@ class LastLayerHead(Head):
         guide = AutoGuideList(started)
         guide.append(AutoDelta(poutine.block(started, expose=["body"]), init_loc_fn=init))
         guide.append(
-            AutoNormal(
+            ScaledAutoNormal(
                 poutine.block(started, expose=["last"]),
                 init_loc_fn=init,
                 init_scale=self.init_scale,
@@ -174,7 +199,7 @@ class MeanFieldHead(Head):
 
     name: str = "mean_field"
     deterministic: bool = False
-    init_scale: float = 1e-3
+    init_scale: float = 1e-2
 
     def blocks(self, fields: Fields) -> dict[str, Block]:
         names = list(fields.shapes())
@@ -187,7 +212,7 @@ class MeanFieldHead(Head):
     def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
         values = model.pack(init)
         init = init_to_value(values=values)
-        return AutoNormal(model, init_loc_fn=init, init_scale=self.init_scale)
+        return ScaledAutoNormal(model, init_loc_fn=init, init_scale=self.init_scale)
 
 
 HEADS: dict[str, type[Head]] = {
