@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from conftest import TINY
 
+from tests.tiny import TINY
 from vgfm_bayes import VGFM, ConfigError, DataError, RunError
 
 

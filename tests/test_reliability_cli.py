@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_tiny
 
+from tests.tiny import make_tiny
 from vgfm_bayes.cli import main
 
 BAD_CSV = {
@@ -172,7 +172,7 @@ def test_masses_option_and_file(tmp_path, tiny_csv, cfg, capsys):
 
 @pytest.fixture(scope="module")
 def fitted_run(tmp_path_factory):
-    from conftest import TINY
+    from tests.tiny import TINY
 
     root = tmp_path_factory.mktemp("fitted")
     tc = make_tiny()

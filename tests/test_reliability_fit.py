@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, make_tiny
 
 import vgfm_bayes.estimator as est
+from tests.tiny import TINY, make_tiny
 from vgfm_bayes import VGFM, TimeCourse
 from vgfm_bayes.cli import main
 from vgfm_bayes.infer import CheckpointError, TrainingError, load_checkpoint
@@ -83,7 +83,9 @@ def test_fit_records_the_srot_fallback(tiny, monkeypatch, tmp_path):
 
 
 def _poison(monkeypatch, after: int, how: str):
-    real = est.sample_pairs
+    import vgfm_bayes.model.heads as heads_module
+
+    real = heads_module.sample_pairs
     calls = {"n": 0}
 
     def sampler(*args, **kwargs):
@@ -94,7 +96,7 @@ def _poison(monkeypatch, after: int, how: str):
             batch = type(batch)(batch.x, batch.t, u, batch.gamma)
         return batch
 
-    monkeypatch.setattr(est, "sample_pairs", sampler)
+    monkeypatch.setattr(heads_module, "sample_pairs", sampler)
 
 
 @pytest.mark.parametrize("how, message", [("nan", "loss became nan"), ("explode", "exploded")])

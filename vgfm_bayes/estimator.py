@@ -39,8 +39,14 @@ from .infer import (
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
-from .ot import interval_plans, sample_pairs
-from .posterior import Posterior, Trajectories, direction_spread, summarise
+from .posterior import (
+    Posterior,
+    Trajectories,
+    direction_spread,
+    summarise,
+    to_inference_data,
+    write_posterior,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +194,22 @@ class VGFM:
             "step_size": c.step_size or float(np.diff(data.times).min()) / 10,
         }
 
+    @property
+    def head(self):
+        """The configured head (model.heads.Head) with its options from the config."""
+        c = self.config
+        options = {
+            "members": c.members,
+            "prior_scale": c.prior_scale,
+            "bootstrap": c.bootstrap,
+            "tau_spread": c.tau_spread,
+            "init_scale": c.init_scale,
+        }
+        return get_head(c.head, strict=False, **options)
+
     def _build(self, train_data: TimeCourse, resolved: dict[str, Any]) -> None:
         c = self.config
-        head = get_head(c.head, members=c.members, prior_scale=c.prior_scale)
+        head = self.head
         t0, t1 = float(train_data.times[0]), float(train_data.times[-1])
         self.fields = Fields.build(
             train_data.dim,
@@ -199,7 +218,7 @@ class VGFM:
             c.velocity_hidden and tuple(c.velocity_hidden),
             c.growth_hidden and tuple(c.growth_hidden),
         )
-        members = (head.members,) if head.members > 1 else ()
+        members = head.member_shape
         gen = torch.Generator().manual_seed(c.seed)
         init = self.fields.init(members, generator=gen, device=self.device)
         with pyro.settings.context(module_local_params=True):
@@ -293,13 +312,8 @@ class VGFM:
         r = self.resolved
         t = time.perf_counter()
         fallbacks: list[dict] = []
-        plans = interval_plans(
-            internal,
-            r["eps"],
-            r["tau"],
-            r["normalize_cost"],
-            device=self.device,
-            fallbacks=fallbacks,
+        plans = self.head.plans(
+            internal, r, seed=self.config.seed, device=self.device, fallbacks=fallbacks
         )
         r["srot_fallbacks"] = fallbacks
         srot_seconds = time.perf_counter() - t
@@ -325,10 +339,11 @@ class VGFM:
         c = self.config
         dev = self.device
         internal = self._internal
+        head = self.head
         gen = torch.Generator(device=dev).manual_seed(c.seed)
 
         def sampler():
-            return sample_pairs(plans, c.batch_size, c.sigma, gen)
+            return head.sample(plans, c.batch_size, c.sigma, gen)
 
         fit_loss = None
         fit_gen = torch.Generator().manual_seed(c.seed + 1)
@@ -409,9 +424,7 @@ class VGFM:
     @property
     def posterior(self) -> Posterior:
         self._require_fitted()
-        return Posterior(
-            self.model, self.guide, deterministic=get_head(self.config.head).deterministic
-        )
+        return Posterior(self.model, self.guide, deterministic=self.head.deterministic)
 
     def _tensor(self, x) -> torch.Tensor:
         """User-unit points (n, D) as an internal-unit tensor on the model's device."""
@@ -486,6 +499,95 @@ class VGFM:
         out["model"] = self.config.head
         out["data"] = data.name
         return out
+
+    def to_arviz(self, x=None, t: float | None = None, samples: int = 100, trajectories=True):
+        """Posterior draws as ArviZ InferenceData (DataTree on arviz 1.x).
+
+        posterior: growth (chain, draw, cell) and velocity (chain, draw, cell, dim) at points x
+        (N, D) and time t (default: the first snapshot at its time); posterior_predictive:
+        total mass (chain, draw, time), log_w and positions x of the simulated first snapshot.
+        The draws are shared by both groups.
+        """
+        self._require_fitted()
+        if x is None:
+            x, t = self.data.x[0], float(self.data.times[0])
+        elif t is None:
+            raise ValueError("pass the time t at which the points x are evaluated")
+        post = self.posterior
+        params = post.draw(samples)
+        xt = self._tensor(x)
+        traj = None
+        if trajectories:
+            traj = post.trajectories(
+                params,
+                self._tensor(self.data.x[0]),
+                torch.tensor(self.data.times, dtype=torch.float32, device=self.device),
+                self.resolved["step_size"],
+            )
+        return to_inference_data(
+            growth=post.growth_draws(params, xt, float(t)).cpu().numpy(),
+            velocity=post.velocity_draws(params, xt, float(t)).cpu().numpy(),
+            trajectories=traj,
+            dim_names=list(self.data.var_names),
+            attrs={"head": self.config.head, "data": self.data.name, "t": float(t)},
+        )
+
+    def to_anndata(
+        self,
+        adata,
+        time_key: str,
+        rep: str = "X",
+        samples: int = 200,
+        key_added: str | None = None,
+        inplace: bool = False,
+    ):
+        """Write growth and velocity posteriors of every cell, at its own time, into AnnData.
+
+        obsm["velocity_<basis>"] (+ "_sd"), obs growth_mean / sd / q05 / q50 / q95 /
+        p_positive and velocity_direction_spread, uns["vgfm_bayes"] (see
+        posterior.anndata_io). Works on a copy (returned) unless inplace=True.
+        """
+        self._require_fitted()
+        if time_key not in adata.obs:
+            raise DataError(f"adata.obs has no time column {time_key!r}")
+        coords = adata.X if rep == "X" else adata.obsm.get(rep)
+        if coords is None:
+            raise DataError(f"adata.obsm has no {rep!r}; pass rep='X' or an obsm key")
+        coords = np.asarray(coords.toarray() if hasattr(coords, "toarray") else coords)
+        try:
+            times = np.asarray(adata.obs[time_key], dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"obs[{time_key!r}] must be numeric times") from err
+        post = self.posterior
+        params = post.draw(samples)
+        n, d = coords.shape
+        g = np.zeros((next(iter(params.values())).shape[0], n))
+        v = np.zeros((g.shape[0], n, d))
+        for t in np.unique(times):
+            idx = np.flatnonzero(times == t)
+            xt = self._tensor(coords[idx])
+            g[:, idx] = post.growth_draws(params, xt, float(t)).cpu().numpy()
+            v[:, idx] = post.velocity_draws(params, xt, float(t)).cpu().numpy()
+        vsd = v.std(0, ddof=1) if v.shape[0] > 1 else np.zeros((n, d))
+        info = {
+            "head": self.config.head,
+            "data": self.data.name,
+            "time_key": time_key,
+            "samples": int(g.shape[0]),
+            "config": self.config.to_dict(),
+            "resolved": self.resolved,
+        }
+        return write_posterior(
+            adata,
+            growth=summarise(g),
+            velocity_mean=v.mean(0),
+            velocity_sd=vsd,
+            direction_spread=direction_spread(v),
+            rep=rep,
+            params=info,
+            key_added=key_added,
+            inplace=inplace,
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(

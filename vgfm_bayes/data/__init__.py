@@ -3,12 +3,14 @@
 from .datasets import DATASETS, DatasetInfo, load
 from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
 from .scaling import Scaling
+from .simulate import GroundTruth, simulate_populations
 from .timecourse import DataError, TimeCourse
 
 __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
+    "GroundTruth",
     "Scaling",
     "TimeCourse",
     "from_anndata",
@@ -17,4 +19,5 @@ __all__ = [
     "read_csv",
     "read_h5ad",
     "read_masses",
+    "simulate_populations",
 ]

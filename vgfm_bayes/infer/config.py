@@ -33,7 +33,7 @@ class FitConfig:
     """
 
     head: str = "point"
-    members: int = 1
+    members: int | None = None  # None: the head's default (1; ensemble 10)
     # SROT
     eps: float | None = None
     tau: float | None = None
@@ -46,6 +46,10 @@ class FitConfig:
     sigma_v: float | None = None
     sigma_g: float | None = None
     prior_scale: float = 1.0
+    # head options (used by the heads that have them)
+    bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
+    tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])
+    init_scale: float = 1e-2  # last_layer / mean_field: initial sd of the AutoNormal guide
     # regression (warm-up)
     batch_size: int = 256
     sigma: float = 0.1
@@ -93,10 +97,18 @@ class FitConfig:
 
     def validate(self) -> None:
         positive = ["batch_size", "warmup_steps", "lr_warmup", "lr_joint", "prior_scale", "members"]
+        positive += ["init_scale"]
         for name in positive:
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"config {name} must be positive, got {getattr(self, name)}")
-        for name in ["joint_steps", "lambda_ot", "lambda_mass", "sigma", "checkpoint_every"]:
+        for name in [
+            "joint_steps",
+            "lambda_ot",
+            "lambda_mass",
+            "sigma",
+            "checkpoint_every",
+            "tau_spread",
+        ]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config {name} must be >= 0, got {getattr(self, name)}")
         for name in ["eps", "tau", "n_effective", "sigma_v", "sigma_g", "step_size"]:

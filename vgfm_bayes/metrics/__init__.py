@@ -1,5 +1,20 @@
-"""Stage 7: metrics -- W1, relative mass error, coverage."""
+"""Stage 7: metrics -- W1, relative mass error, coverage, calibration against a known truth."""
 
+from .calibration import (
+    crps,
+    growth_calibration,
+    interval_coverage,
+    mass_interval_covers,
+    spearman,
+)
 from .distribution import relative_mass_error, score
 
-__all__ = ["relative_mass_error", "score"]
+__all__ = [
+    "crps",
+    "growth_calibration",
+    "interval_coverage",
+    "mass_interval_covers",
+    "relative_mass_error",
+    "score",
+    "spearman",
+]

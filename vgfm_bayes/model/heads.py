@@ -1,31 +1,84 @@
-"""Heads of the zoo: which weights are random, their priors, and the guide that fits them."""
+"""Heads of the zoo: which weights are random, their priors, and the guide that fits them.
+
+A head adds only what differs from the point head (the base class):
+
+========== ============================================ ===============================
+head       weights                                      guide
+========== ============================================ ===============================
+point      one block, flat prior                        AutoDelta (maximum likelihood)
+ensemble   one block per member, flat prior; each       AutoDelta with a member dim
+           member its own bootstrap of cells for SROT
+last_layer body flat; last layer of v and g Normal      AutoDelta (body, MAP) +
+                                                        AutoNormal (last layer)
+mean_field every weight Normal                          AutoNormal (mean field)
+========== ============================================ ===============================
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from pyro.infer.autoguide import AutoDelta
-from pyro.infer.autoguide.initialization import init_to_value
+from pyro import poutine
+from pyro.distributions.transforms import AffineTransform, ComposeTransform, ExpTransform
+from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoNormal
+from pyro.infer.autoguide.initialization import InitMessenger, init_to_value
+from torch.distributions import biject_to, transform_to
 
+from ..data import TimeCourse
 from ..nn import Fields
+from ..ot import PairBatch, interval_plans, member_plans, sample_member_pairs, sample_pairs
 from .vgfm import Block, Prior, VGFMModel
+
+
+class _FastPositive(torch.distributions.constraints._GreaterThan):
+    """Positive, reached through exp(rate * u): an optimiser step of size lr in u moves
+    log(scale) by rate * lr, so guide scales started far from their optimum get there within a
+    normal run (with softplus and lr 1e-3, moving a scale by a factor 10 takes ~2,300 steps)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(0.0)
+        self.rate = rate
+
+
+@biject_to.register(_FastPositive)
+@transform_to.register(_FastPositive)
+def _fast_positive_transform(constraint: _FastPositive):
+    return ComposeTransform([AffineTransform(0.0, constraint.rate), ExpTransform()])
+
+
+class ScaledAutoNormal(AutoNormal):
+    """AutoNormal whose scales move ``SCALE_RATE`` times faster under the optimiser."""
+
+    SCALE_RATE = 10.0
+    scale_constraint = _FastPositive(SCALE_RATE)
 
 
 @dataclass(frozen=True)
 class Head:
-    """A head = blocks of weights with their priors + a guide family.
+    """A head = blocks of weights with their priors + a guide family (+ how pairs are drawn).
 
     The base class is the point head (deterministic VGFM): one block of all weights with a flat
     prior and an AutoDelta guide, so the fit is maximum likelihood. Other heads override only
-    ``blocks`` and ``build_guide``.
+    ``blocks``, ``build_guide`` and, for ensembles, ``pair_sampler``.
+
+    Attributes
+    ----------
+    members : K independent networks trained as one vectorised batch (1: a single network).
+    prior_scale : prior sd of a Normal block is prior_scale / sqrt(fan_in).
+    deterministic : every posterior draw is the same (no need for S > 1).
     """
 
     name: str = "point"
     members: int = 1
     prior_scale: float = 1.0
-    deterministic: bool = True  # every posterior draw is the same (no need for S > 1)
+    deterministic: bool = True
+
+    @property
+    def member_shape(self) -> tuple[int, ...]:
+        return (self.members,) if self.members > 1 else ()
 
     def blocks(self, fields: Fields) -> dict[str, Block]:
         return {"weights": Block(tuple(fields.shapes()), Prior("flat"))}
@@ -34,11 +87,156 @@ class Head:
         """AutoDelta started at the network's initial weights (flat priors cannot be sampled)."""
         return AutoDelta(model, init_loc_fn=init_to_value(values=model.pack(init)))
 
+    def plans(
+        self,
+        data: TimeCourse,
+        resolved: Mapping[str, Any],
+        *,
+        seed: int,
+        device: torch.device | str = "cpu",
+        fallbacks: list[dict] | None = None,
+    ) -> Any:
+        """SROT plans on the training data, solved once per fit.
 
-HEADS: dict[str, type[Head]] = {"point": Head}
+        resolved : the fit's resolved settings (eps, tau, normalize_cost).
+        fallbacks : receives a record per interval whose plan needed SROT's safe mode.
+        """
+        return interval_plans(
+            data,
+            resolved["eps"],
+            resolved["tau"],
+            resolved["normalize_cost"],
+            device=device,
+            fallbacks=fallbacks,
+        )
+
+    def sample(
+        self, plans: Any, batch_size: int, sigma: float, generator: torch.Generator
+    ) -> PairBatch:
+        """One regression batch drawn from ``plans``."""
+        return sample_pairs(plans, batch_size, sigma, generator)
 
 
-def get_head(name: str, **options) -> Head:
+@dataclass(frozen=True)
+class EnsembleHead(Head):
+    """K independently initialised point networks, each with its own bootstrap of cells.
+
+    Every member solves SROT on its own resample (with replacement) of every snapshot, so the
+    spread of the ensemble carries both the optimisation's and the cells' sampling variability;
+    with ``tau_spread`` > 0 the members also use different tau (log-uniform around tau).
+    Trained as one batch: weights (K, ...), pairs (K, B, D); the posterior's draws are the
+    members.
+    """
+
+    name: str = "ensemble"
+    members: int = 10
+    deterministic: bool = False
+    bootstrap: bool = True
+    tau_spread: float = 0.0
+
+    def plans(self, data, resolved, *, seed, device="cpu", fallbacks=None):
+        if self.members < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
+        return member_plans(
+            data,
+            resolved["eps"],
+            resolved["tau"],
+            resolved["normalize_cost"],
+            self.members,
+            seed=seed,
+            bootstrap=self.bootstrap,
+            tau_spread=self.tau_spread,
+            device=device,
+            fallbacks=fallbacks,
+        )
+
+    def sample(self, plans, batch_size, sigma, generator):
+        return sample_member_pairs(plans, batch_size, sigma, generator)
+
+
+@dataclass(frozen=True)
+class LastLayerHead(Head):
+    """Bayesian last layer of both networks; the body (all other layers) is MAP.
+
+    The last layers' weights and biases of v and g form one block with a Normal prior
+    (sd = prior_scale / sqrt(fan_in)) and a mean-field Normal guide; the body is a flat-prior
+    AutoDelta. Given the body's features the model is linear-Gaussian in the last layer, so the
+    mean-field posterior is close to exact (checked against NUTS in the tests).
+    """
+
+    name: str = "last_layer"
+    deterministic: bool = False
+    init_scale: float = 1e-2
+
+    def blocks(self, fields: Fields) -> dict[str, Block]:
+        last = tuple(fields.last_layer_names())
+        body = tuple(n for n in fields.shapes() if n not in last)
+        return {
+            "body": Block(body, Prior("flat")),
+            "last": Block(last, Prior("normal", self.prior_scale)),
+        }
+
+    def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
+        # Every (sub-)guide traces the whole model, so each gets the initial values of all
+        # sites: the flat-prior body cannot be sampled from its prior.
+        init = init_to_value(values=model.pack(init))
+        started = InitMessenger(init)(model)
+        guide = AutoGuideList(started)
+        guide.append(AutoDelta(poutine.block(started, expose=["body"]), init_loc_fn=init))
+        guide.append(
+            ScaledAutoNormal(
+                poutine.block(started, expose=["last"]),
+                init_loc_fn=init,
+                init_scale=self.init_scale,
+            )
+        )
+        return guide
+
+
+@dataclass(frozen=True)
+class MeanFieldHead(Head):
+    """Every weight Bayesian: Normal priors (sd = prior_scale / sqrt(fan_in)), AutoNormal guide.
+
+    One block per network (velocity, growth) keeps the model to two sample sites.
+    """
+
+    name: str = "mean_field"
+    deterministic: bool = False
+    init_scale: float = 1e-2
+
+    def blocks(self, fields: Fields) -> dict[str, Block]:
+        names = list(fields.shapes())
+        prior = Prior("normal", self.prior_scale)
+        return {
+            "velocity": Block(tuple(n for n in names if n.startswith("v.")), prior),
+            "growth": Block(tuple(n for n in names if n.startswith("g.")), prior),
+        }
+
+    def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
+        values = model.pack(init)
+        init = init_to_value(values=values)
+        return ScaledAutoNormal(model, init_loc_fn=init, init_scale=self.init_scale)
+
+
+HEADS: dict[str, type[Head]] = {
+    "point": Head,
+    "ensemble": EnsembleHead,
+    "last_layer": LastLayerHead,
+    "mean_field": MeanFieldHead,
+}
+
+
+def get_head(name: str, strict: bool = True, **options) -> Head:
+    """The head ``name`` with ``options`` (its dataclass fields); None keeps a default.
+
+    strict=False drops options the head does not have (a config carries every head's options).
+    """
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; available: {', '.join(HEADS)}")
-    return HEADS[name](name=name, **options)
+    cls = HEADS[name]
+    known = set(cls.__dataclass_fields__) - {"name"}
+    unknown = sorted(set(options) - known)
+    if unknown and strict:
+        raise ValueError(f"head {name!r} has no option(s) {', '.join(unknown)}")
+    kept = {k: v for k, v in options.items() if k in known and v is not None}
+    return cls(name=name, **kept)

@@ -1,7 +1,15 @@
 """Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, W1."""
 
 from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
-from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
+from .targets import (
+    IntervalPlan,
+    PairBatch,
+    bootstrap_cells,
+    interval_plans,
+    member_plans,
+    sample_member_pairs,
+    sample_pairs,
+)
 from .w1 import w1_exact, w1_loss
 
 __all__ = [
@@ -9,7 +17,10 @@ __all__ = [
     "PairBatch",
     "SROTError",
     "SROTResult",
+    "bootstrap_cells",
     "interval_plans",
+    "member_plans",
+    "sample_member_pairs",
     "sample_pairs",
     "solve_srot",
     "solve_srot_safe",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,3 +144,80 @@ def sample_pairs(
         us.append((yj - xi) / p.dt)
         gs.append(p.growth_targets[i])
     return PairBatch(torch.cat(xs), torch.cat(ts), torch.cat(us), torch.cat(gs))
+
+
+def bootstrap_cells(counts: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
+    """One bootstrap resample per time point: n_k cell indices drawn with replacement."""
+    return [np.sort(rng.integers(0, int(n), int(n))) for n in counts]
+
+
+def member_plans(
+    data: TimeCourse,
+    eps: float,
+    tau: float,
+    normalize_cost: bool,
+    members: int,
+    *,
+    seed: int = 0,
+    bootstrap: bool = True,
+    tau_spread: float = 0.0,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    fallbacks: list[dict] | None = None,
+) -> list[list[IntervalPlan]]:
+    """Per-member SROT plans for an ensemble: each member its own bootstrap of cells.
+
+    Parameters
+    ----------
+    members : K, the number of plan lists returned.
+    seed : seeds the bootstrap resamples (numpy), so members differ but runs repeat.
+    bootstrap : resample the cells of every snapshot with replacement per member; False gives
+        every member the full data (then members differ only by initialisation).
+    tau_spread : members' tau spread log-uniformly over [tau * exp(-s), tau * exp(s)] (0: all
+        use tau), so the ensemble also carries the uncertainty from the choice of tau.
+    fallbacks : receives a record per plan that needed SROT's safe mode.
+
+    Returns
+    -------
+    list of K lists of IntervalPlan, one per interval.
+    """
+    rng = np.random.default_rng(seed)
+    taus = tau * np.exp(np.linspace(-tau_spread, tau_spread, members)) if members > 1 else [tau]
+    out = []
+    for m in range(members):
+        cells = bootstrap_cells(data.counts, rng) if bootstrap else None
+        out.append(
+            interval_plans(
+                data,
+                eps,
+                float(taus[m]),
+                normalize_cost,
+                device=device,
+                dtype=dtype,
+                cells=cells,
+                fallbacks=fallbacks,
+            )
+        )
+    return out
+
+
+def sample_member_pairs(
+    plans: list[list[IntervalPlan]],
+    batch_size: int,
+    sigma: float,
+    generator: torch.Generator | None = None,
+) -> PairBatch:
+    """Pairs for K members at once, each from its own plans (see ``sample_pairs``).
+
+    Returns
+    -------
+    PairBatch with a leading member dim: x (K, B, D), t (K, B), u (K, B, D), gamma (K, B),
+    B = batch_size * n_intervals.
+    """
+    batches = [sample_pairs(p, batch_size, sigma, generator) for p in plans]
+    return PairBatch(
+        torch.stack([b.x for b in batches]),
+        torch.stack([b.t for b in batches]),
+        torch.stack([b.u for b in batches]),
+        torch.stack([b.gamma for b in batches]),
+    )

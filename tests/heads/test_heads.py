@@ -1,0 +1,199 @@
+"""Heads of the zoo: fit / simulate / growth paths, the ensemble's members, the point head kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+from tests.tiny import HEADS_TINY as TINY
+from vgfm_bayes import VGFM
+from vgfm_bayes.infer import train
+from vgfm_bayes.model import VGFMModel, get_head
+from vgfm_bayes.nn import Fields
+from vgfm_bayes.ot import (
+    PairBatch,
+    interval_plans,
+    member_plans,
+    sample_member_pairs,
+    sample_pairs,
+)
+
+HEADS = ["point", "ensemble", "last_layer", "mean_field"]
+
+
+def _fit(head: str, data, **kw):
+    members = 3 if head == "ensemble" else None
+    return VGFM(head=head, members=members, **{**TINY, **kw}).fit(data, progress=False)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_head_fit_simulate_growth_velocity(head, tiny, tmp_path):
+    model = _fit(head, tiny)
+    n_draws = {"point": 1, "ensemble": 3}.get(head, 6)
+    traj = model.simulate(samples=6)
+    assert traj.x.shape == (n_draws, 3, tiny.counts[0], 2)
+    assert np.allclose(np.exp(traj.log_w[:, 0]).sum(-1), 1.0, atol=1e-5)
+    g = model.growth(tiny.x[1], 1.0, samples=6)
+    assert list(g.columns) == ["mean", "sd", "q05", "q50", "q95", "p_positive"]
+    assert np.all(g["q05"] <= g["q50"] + 1e-9) and np.all(g["q50"] <= g["q95"] + 1e-9)
+    if head == "point":
+        assert np.all(g["sd"] == 0)
+    else:  # a Bayesian head's draws differ
+        assert np.all(g["sd"] > 0)
+    v = model.velocity(tiny.x[1], 1.0, samples=6)
+    assert v["mean"].shape == (tiny.counts[1], 2) and v["direction_spread"].shape == (36,)
+    ev = model.evaluate(samples=4)
+    assert np.isfinite(ev["w1_mean"]) and len(ev["mass_covered"]) == 2
+    _check_arviz(model, n_draws)
+    _check_anndata(model, tiny, n_draws, tmp_path)
+    # a saved run loads back to the same posterior mean (draws of a deterministic or member
+    # head are identical; Bayesian heads are compared through their guide parameters)
+    model.save(tmp_path / "run")
+    back = VGFM.load(tmp_path / "run")
+    a = {k: v.detach() for k, v in model.guide.state_dict().items()}
+    b = {k: v.detach() for k, v in back.guide.state_dict().items()}
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_point_head_numbers_unchanged(tiny):
+    """The point head through the head interface equals the original hand-wired pipeline
+    (plans once, one pair generator seeded with the seed, AutoDelta from the seeded init)."""
+    model = _fit("point", tiny, joint_steps=0, standardize=False)
+    c, r = model.config, model.resolved
+    plans = interval_plans(tiny, r["eps"], r["tau"], r["normalize_cost"])
+    fields = Fields.build(2, 0.0, 2.0, (16, 16), (16, 16))
+    head = get_head("point")
+    init = fields.init((), generator=torch.Generator().manual_seed(c.seed))
+    gen = torch.Generator().manual_seed(c.seed)
+    with pyro.settings.context(module_local_params=True):
+        vm = VGFMModel(fields, head.blocks(fields), r["sigma_v"], r["sigma_g"], r["n_effective"])
+        guide = head.build_guide(vm, init)
+        guide(None)
+        hist = train(
+            vm,
+            guide,
+            lambda: sample_pairs(plans, c.batch_size, c.sigma, gen),
+            None,
+            warmup_steps=c.warmup_steps,
+            lr_warmup=c.lr_warmup,
+            joint_steps=0,
+            lr_joint=1.0,
+            progress=False,
+        )
+    assert hist.warmup == model.history.warmup
+    got, want = model.guide.state_dict(), guide.state_dict()
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+
+def test_ensemble_members_bootstrap_and_init(tiny):
+    """Each member has its own init and its own bootstrap plans; batches carry a member dim."""
+    plans = member_plans(tiny, 0.05, 5.0, True, 3, seed=0)
+    assert len(plans) == 3 and all(len(p) == 2 for p in plans)
+    sizes = [[p.x0.shape[0] for p in mp] for mp in plans]
+    assert sizes == [[30, 36]] * 3  # a bootstrap keeps each snapshot's size
+    # resamples differ between members, and contain repeated cells
+    x0s = [mp[0].x0.numpy() for mp in plans]
+    assert not np.array_equal(x0s[0], x0s[1])
+    assert len(np.unique(x0s[0], axis=0)) < 30
+    batch = sample_member_pairs(plans, 8, 0.1, torch.Generator().manual_seed(0))
+    assert batch.x.shape == (3, 16, 2) and batch.gamma.shape == (3, 16)
+    fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
+    init = fields.init((3,), generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(init["v.l0.weight"][0], init["v.l0.weight"][1])
+    # tau spread: members' growth targets differ even without a bootstrap
+    spread = member_plans(tiny, 0.05, 5.0, True, 3, seed=0, bootstrap=False, tau_spread=1.0)
+    assert torch.equal(spread[0][0].x0, spread[2][0].x0)
+    assert not torch.allclose(spread[0][0].row_sums, spread[2][0].row_sums)
+
+
+def test_ensemble_members_are_independent(tiny):
+    """Vectorised training: member k's gradient depends on member k's batch only."""
+    fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
+    head = get_head("ensemble", members=3)
+    init = fields.init((3,), generator=torch.Generator().manual_seed(0))
+    plans = member_plans(tiny, 0.05, 5.0, True, 3, seed=0)
+    batch = sample_member_pairs(plans, 8, 0.1, torch.Generator().manual_seed(0))
+    grads = []
+    with pyro.settings.context(module_local_params=True):
+        vm = VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 60.0, (3,))
+        guide = head.build_guide(vm, init)
+        guide(None)
+        for b in [batch, PairBatch(batch.x.clone(), batch.t, batch.u.clone(), batch.gamma.clone())]:
+            if grads:  # perturb member 0's targets only
+                b.u[0] += 1.0
+                b.gamma[0] -= 1.0
+            loss = pyro.infer.Trace_ELBO().differentiable_loss(vm, guide, b, None)
+            (g,) = torch.autograd.grad(loss, list(guide.parameters()))
+            grads.append(g)
+    assert grads[0].shape[0] == 3
+    assert not torch.allclose(grads[0][0], grads[1][0])
+    assert torch.allclose(grads[0][1:], grads[1][1:])
+
+
+def test_get_head_options():
+    assert get_head("ensemble").members == 10
+    assert get_head("ensemble", members=None).members == 10
+    assert get_head("point", strict=False, tau_spread=1.0).members == 1
+    with pytest.raises(ValueError, match="no option"):
+        get_head("point", tau_spread=1.0)
+    with pytest.raises(ValueError, match="unknown head"):
+        get_head("nope")
+    blocks = get_head("last_layer").blocks(Fields.build(2, 0.0, 1.0, (8,), (8,)))
+    assert blocks["last"].prior.kind == "normal" and blocks["body"].prior.kind == "flat"
+    assert set(blocks["last"].names) == {"v.l1.weight", "v.l1.bias", "g.l1.weight", "g.l1.bias"}
+
+
+def _check_arviz(model, n_draws):
+    import arviz as az
+
+    idata = model.to_arviz(samples=6)
+    post = idata.posterior
+    assert post["growth"].dims == ("chain", "draw", "cell")
+    assert post["velocity"].dims == ("chain", "draw", "cell", "dim")
+    assert post["growth"].shape == (1, n_draws, 30)
+    assert list(post["dim"].values) == ["x1", "x2"]
+    pp = idata.posterior_predictive
+    assert pp["mass"].dims == ("chain", "draw", "time") and pp["mass"].shape == (1, n_draws, 3)
+    assert pp["x"].dims == ("chain", "draw", "time", "particle", "dim")
+    assert np.allclose(pp["mass"].values[..., 0], 1.0, atol=1e-5)
+    # the same draws feed both groups: posterior mean growth equals growth()'s mean
+    # (deterministic heads) and arviz.summary works
+    summary = az.summary(idata, var_names=["growth"], kind="stats")
+    assert summary.shape[0] == 30 and np.all(np.isfinite(summary["mean"]))
+    if n_draws == 1 or model.config.head == "ensemble":
+        g = model.growth(model.data.x[0], float(model.data.times[0]))
+        assert np.allclose(summary["mean"].values, g["mean"].values, atol=1e-3)
+
+
+def _check_anndata(model, data, n_draws, tmp_path):
+    import anndata as ad
+    import pandas as pd
+
+    x = np.vstack(data.x)
+    times = np.concatenate([np.full(len(xk), t) for xk, t in zip(data.x, data.times, strict=True)])
+    adata = ad.AnnData(
+        np.zeros((len(x), 3), dtype=np.float32),
+        obs=pd.DataFrame({"day": times}, index=[f"c{i}" for i in range(len(x))]),
+    )
+    adata.obsm["X_pca"] = x
+    out = model.to_anndata(adata, time_key="day", rep="X_pca", samples=6)
+    # the caller's object is untouched
+    assert "velocity_pca" not in adata.obsm and "growth_mean" not in adata.obs
+    assert "vgfm_bayes" not in adata.uns
+    assert out.obsm["velocity_pca"].shape == (len(x), 2)
+    assert out.obsm["velocity_pca_sd"].shape == (len(x), 2)
+    for c in ["mean", "sd", "q05", "q50", "q95", "p_positive"]:
+        assert f"growth_{c}" in out.obs
+    # growth at each cell's own time equals growth() at that time
+    k = 1
+    sel = times == data.times[k]
+    g = model.growth(data.x[k], float(data.times[k]))
+    if n_draws == 1 or model.config.head == "ensemble":
+        assert np.allclose(out.obs["growth_mean"].values[sel], g["mean"].values, atol=1e-5)
+    assert out.uns["vgfm_bayes"]["head"] == model.config.head
+    out.write_h5ad(tmp_path / "out.h5ad")  # everything written is storable
+    again = model.to_anndata(adata, "day", rep="X_pca", samples=6, key_added="run1", inplace=True)
+    assert again is None and "run1_velocity_pca" in adata.obsm and "run1" in adata.uns
+    assert "run1_growth_mean" in adata.obs

@@ -1,0 +1,62 @@
+"""The ground-truth simulator and the calibration metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgfm_bayes.data import simulate_populations
+from vgfm_bayes.metrics import (
+    crps,
+    growth_calibration,
+    interval_coverage,
+    mass_interval_covers,
+    spearman,
+)
+
+
+def test_simulator_truth():
+    gt = simulate_populations(n_populations=3, times=[0.0, 1.0, 2.0], n0=300, seed=1)
+    d = gt.data
+    assert d.n_times == 3 and d.dim == 2
+    # counts follow the exact total mass M(t) = mean_p exp(g_p t)
+    exact = np.exp(np.outer([0.0, 1.0, 2.0], gt.rates)).mean(1)
+    assert np.allclose(gt.masses, exact)
+    assert np.allclose(d.counts, np.round(300 * exact))
+    assert np.allclose(d.masses, d.counts / d.counts[0])
+    for k in range(3):
+        assert gt.growth[k].shape == (d.counts[k],)
+        assert np.array_equal(gt.growth[k], gt.rates[gt.population[k]])
+        # the blobs are well separated: g(x, t) recovered from positions alone
+        assert np.mean(gt.growth_at(d.x[k], d.times[k]) == gt.growth[k]) > 0.99
+        assert np.allclose(gt.velocity_at(d.x[k], d.times[k])[:5], gt.velocity[k][:5])
+    # populations are sampled in proportion to their weights: the fastest grows in share
+    share = [np.mean(p == 2) for p in gt.population]
+    assert share[0] < share[1] < share[2]
+    # seeded
+    again = simulate_populations(n_populations=3, times=[0.0, 1.0, 2.0], n0=300, seed=1)
+    assert np.array_equal(again.data.x[2], d.x[2])
+
+
+def test_coverage_and_crps_against_closed_forms():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=2000)
+    draws = rng.normal(size=(400, 2000))  # calibrated: truth and draws share N(0, 1)
+    assert interval_coverage(draws, truth, 0.9) == pytest.approx(0.9, abs=0.03)
+    assert interval_coverage(draws * 0.2, truth, 0.9) < 0.3  # overconfident
+    # CRPS of N(0, 1) at y: y (2 Phi(y) - 1) + 2 phi(y) - 1 / sqrt(pi); at y = 0 that is 0.2337
+    at_zero = crps(rng.normal(size=(4000, 1)), np.zeros(1))
+    assert at_zero[0] == pytest.approx(2 / np.sqrt(2 * np.pi) - 1 / np.sqrt(np.pi), abs=0.02)
+    point = crps(np.array([[1.0, 2.0]]), np.array([0.0, 0.5]))
+    assert np.allclose(point, [1.0, 1.5])  # one draw: absolute error
+
+
+def test_spearman_and_mass_cover():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2, 2], [1, 2, 3, 4]) == pytest.approx(0.8944, abs=1e-3)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    assert mass_interval_covers(np.linspace(1.0, 2.0, 101), 1.5)
+    assert not mass_interval_covers(np.linspace(1.0, 2.0, 101), 1.99)
+    out = growth_calibration(np.random.default_rng(0).normal(size=(50, 30)), np.zeros(30))
+    assert set(out) == {"coverage", "crps", "spearman", "mean_width", "rmse"}
