@@ -168,7 +168,8 @@ class VGFM:
 
         t = time.perf_counter()
         plans = interval_plans(
-            train_data, resolved["eps"], resolved["tau"], resolved["normalize_cost"], device=dev
+            train_data, resolved["eps"], resolved["tau"], resolved["normalize_cost"], device=dev,
+            srot_batch=c.srot_batch, srot_repeats=c.srot_repeats, memory_mb=c.srot_memory_mb,
         )
         timings["srot"] = time.perf_counter() - t
         self._build(train_data, resolved)
@@ -188,7 +189,8 @@ class VGFM:
                 step_size=resolved["step_size"], n_particles=c.joint_particles,
                 n_targets=c.joint_targets, detach_intervals=c.detach_intervals,
                 member_shape=self.model.member_shape,
-                generator=torch.Generator().manual_seed(c.seed + 1),
+                generator=torch.Generator(device=dev).manual_seed(c.seed + 1),
+                w1=c.fit_w1, blur=c.fit_blur,
             )
         with pyro.settings.context(module_local_params=True):
             self.history = train(
