@@ -68,14 +68,26 @@ def choose_srot_batch(n: int, m: int, srot_batch: int | None, memory_mb: float) 
 
 
 def max_sq_distance(x: torch.Tensor, y: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> float:
-    """max_ij ||x_i - y_j||^2 over all pairs, in row chunks so memory stays bounded.
+    """max_ij ||x_i - y_j||^2 over all pairs, exactly, in bounded memory.
 
-    O(n m D) time but only chunk_bytes of memory; the cost normaliser of the full problem.
+    The cost normaliser of the full problem. Pruned by the triangle inequality: with c the mean
+    and L a lower bound of the answer (from the two points farthest from c), a pair can only beat
+    L if ||x_i - c|| + ||y_j - c|| >= L, which leaves few candidates for clustered data; those are
+    scanned in row chunks of ``chunk_bytes``. Worst case O(n m D) time, memory O(chunk).
     """
-    rows = max(1, chunk_bytes // (8 * max(1, y.shape[0])))
-    top = 0.0
-    for lo in range(0, x.shape[0], rows):
-        d = torch.cdist(x[lo : lo + rows], y)
+    c = torch.cat([x, y]).mean(0)
+    rx, ry = (x - c).norm(dim=1), (y - c).norm(dim=1)
+    lower = max(
+        float(torch.cdist(x[rx.argmax()][None], y).max()),
+        float(torch.cdist(x, y[ry.argmax()][None]).max()),
+    )
+    slack = 1e-9 * max(lower, 1.0)
+    xc = x[rx >= lower - float(ry.max()) - slack]
+    yc = y[ry >= lower - float(rx.max()) - slack]
+    rows = max(1, chunk_bytes // (8 * max(1, yc.shape[0])))
+    top = lower
+    for lo in range(0, xc.shape[0], rows):
+        d = torch.cdist(xc[lo : lo + rows], yc, compute_mode="donot_use_mm_for_euclid_dist")
         top = max(top, float(d.max()))
     return top * top
 
