@@ -13,9 +13,12 @@ replaces it by many small problems:
    b_j = n_b * (M_{k+1} / M_k) / m_b, so the row sums r_i are on the scale of the full problem
    (mean r_i = M_{k+1} / M_k) and gamma_i = log(r_i) / dt needs no further rescaling.
    With several repeats the plan is their average, so r_i is the mean over repeats.
-3. Only O(n + m) numbers are kept per partition: the row sums and the target potentials g_j.
-   A pair is sampled as (repeat, i) ~ r_i^(repeat), then j from the block row
-   pi_ij / r_i = softmax_j((g_j - C_ij) / eps), rebuilt on demand for the sampled sources only.
+3. Only O(n + m) numbers are kept per partition: the row sums, the target potentials g_j and a
+   block-ordered copy of the (scaled) target cells. A pair is sampled as
+   (repeat, i) ~ r_i^(repeat), then j from the block row pi_ij / r_i = softmax_j((g_j - C_ij) /
+   eps), rebuilt on demand for the sampled sources only: with C_ij = |x_i|^2 + |y_j|^2 - 2 x_i.y_j
+   the row's logits are base_j + 2 x_i.y_j / eps up to a constant (base_j = (g_j - |y_j|^2) / eps
+   precomputed), one batched matrix-vector product, then inverse-CDF sampling.
 
 The approximation. Each block is an unbiased subsample of both snapshots, so the local ratio of
 target to source cells a block sees is right in expectation, but noisier, and a source cell can
@@ -67,7 +70,7 @@ def choose_srot_batch(n: int, m: int, srot_batch: int | None, memory_mb: float) 
     return max(2, min(AUTO_BATCH, fitting))
 
 
-def max_sq_distance(x: torch.Tensor, y: torch.Tensor, chunk_bytes: int = 256 * 2**20) -> float:
+def max_sq_distance(x: torch.Tensor, y: torch.Tensor, chunk_bytes: int = 64 * 2**20) -> float:
     """max_ij ||x_i - y_j||^2 over all pairs, exactly, in bounded memory.
 
     The cost normaliser of the full problem. Pruned by the triangle inequality: with c the mean
@@ -105,9 +108,11 @@ class MiniBatchPlan:
     rep_cdf : Tensor, shape (R * n,), float64 -- cumulative row sums over (repeat, cell), so
         (repeat, i) ~ r_i^(repeat) is one binary search.
     block_of : Tensor, shape (R, n), long -- block of each source cell in each repeat.
-    block_targets : Tensor, shape (R, B, mb), long -- target cells of each block (padded).
-    block_log_col : Tensor, shape (R, B, mb), float64 -- g_j / eps per block target, -inf on
-        padding.
+    block_targets : Tensor, shape (R, B, mb), long -- target cells of each block (padded with 0).
+    block_size : Tensor, shape (R, B), long -- number of real targets in each block.
+    block_y : Tensor, shape (R, B, mb, D), float64 -- the block's target cells / sqrt(cost_scale).
+    block_base : Tensor, shape (R, B, mb), float64 -- (g_j - |y_j|^2) / eps on the scaled cells,
+        -inf on padding.
     cost_scale : the squared-distance normaliser (1 when the cost is not normalised).
     eps : the entropic regularisation the blocks were solved with.
     batch : nominal source cells per block; repeats : R.
@@ -121,7 +126,9 @@ class MiniBatchPlan:
     rep_cdf: torch.Tensor
     block_of: torch.Tensor
     block_targets: torch.Tensor
-    block_log_col: torch.Tensor
+    block_size: torch.Tensor
+    block_y: torch.Tensor
+    block_base: torch.Tensor
     cost_scale: float
     eps: float
     batch: int
@@ -151,16 +158,19 @@ class MiniBatchPlan:
         rep, i = flat // n, flat % n
         blk = self.block_of[rep, i]
         mb = self.block_targets.shape[-1]
-        chunk = max(1, GATHER_BYTES // (8 * mb * (self.x0.shape[1] + 2)))
+        xs = self.x0[i].to(torch.float64) / math.sqrt(self.cost_scale)  # (size, D)
+        u = torch.rand(size, 1, dtype=torch.float64, device=dev, generator=generator)
+        chunk = max(1, GATHER_BYTES // (8 * mb * (self.x0.shape[1] + 3)))
         js = []
         for lo in range(0, size, chunk):
-            r, b, ii = rep[lo : lo + chunk], blk[lo : lo + chunk], i[lo : lo + chunk]
-            tj = self.block_targets[r, b]  # (c, mb)
-            diff = self.x1[tj].to(torch.float64) - self.x0[ii].to(torch.float64)[:, None, :]
-            logits = self.block_log_col[r, b] - diff.square().sum(-1) / (self.cost_scale * self.eps)
-            u = torch.rand(logits.shape, dtype=torch.float64, device=dev, generator=generator)
-            gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-            js.append(tj.gather(1, (logits + gumbel).argmax(1, keepdim=True)).squeeze(1))
+            r, b = rep[lo : lo + chunk], blk[lo : lo + chunk]
+            dot = torch.bmm(self.block_y[r, b], xs[lo : lo + chunk, :, None]).squeeze(-1)
+            logits = self.block_base[r, b] + (2.0 / self.eps) * dot  # (c, mb)
+            w = (logits - logits.max(1, keepdim=True).values).exp_()
+            cdf = w.cumsum_(1)
+            k = torch.searchsorted(cdf, u[lo : lo + chunk] * cdf[:, -1:], right=True)
+            k = torch.minimum(k.squeeze(1), self.block_size[r, b] - 1)
+            js.append(self.block_targets[r, b].gather(1, k[:, None]).squeeze(1))
         return i, torch.cat(js)
 
 
@@ -210,7 +220,9 @@ def minibatch_srot(
     rows = torch.empty(repeats, n, **opts)
     mb = math.ceil(m / n_blocks)
     targets = torch.zeros(repeats, n_blocks, mb, dtype=torch.long, device=dev)
-    log_col = torch.full((repeats, n_blocks, mb), -math.inf, **opts)
+    sizes = torch.zeros(repeats, n_blocks, dtype=torch.long, device=dev)
+    block_y = torch.zeros(repeats, n_blocks, mb, x64.shape[1], **opts)
+    base = torch.full((repeats, n_blocks, mb), -math.inf, **opts)
     for r in range(repeats):
         src = torch.tensor_split(torch.randperm(n, generator=generator, device=dev), n_blocks)
         tgt = torch.tensor_split(torch.randperm(m, generator=generator, device=dev), n_blocks)
@@ -220,7 +232,9 @@ def minibatch_srot(
             block_of[r, si] = b
             rows[r, si] = res.row_sums
             targets[r, b, : len(tj)] = tj
-            log_col[r, b, : len(tj)] = res.g / eps
+            sizes[r, b] = len(tj)
+            block_y[r, b, : len(tj)] = ys[tj]
+            base[r, b, : len(tj)] = (res.g - ys[tj].square().sum(1)) / eps
     return MiniBatchPlan(
         t0=float(t0),
         t1=float(t1),
@@ -230,7 +244,9 @@ def minibatch_srot(
         rep_cdf=rows.reshape(-1).cumsum(0),
         block_of=block_of,
         block_targets=targets,
-        block_log_col=log_col,
+        block_size=sizes,
+        block_y=block_y,
+        block_base=base,
         cost_scale=scale,
         eps=float(eps),
         batch=int(batch),
