@@ -195,6 +195,17 @@ class VGFM:
         }
 
     @property
+    def srot_options(self) -> dict[str, Any]:
+        """Mini-batch SROT settings from the config (ot/minibatch.py)."""
+        c = self.config
+        return {
+            "srot_batch": c.srot_batch,
+            "srot_repeats": c.srot_repeats,
+            "memory_mb": c.srot_memory_mb,
+            "generator": torch.Generator(device=self.device).manual_seed(c.seed + 2),
+        }
+
+    @property
     def head(self):
         """The configured head (model.heads.Head) with its options from the config."""
         c = self.config
@@ -313,7 +324,12 @@ class VGFM:
         t = time.perf_counter()
         fallbacks: list[dict] = []
         plans = self.head.plans(
-            internal, r, seed=self.config.seed, device=self.device, fallbacks=fallbacks
+            internal,
+            r,
+            seed=self.config.seed,
+            device=self.device,
+            fallbacks=fallbacks,
+            srot_options=self.srot_options,
         )
         r["srot_fallbacks"] = fallbacks
         srot_seconds = time.perf_counter() - t
@@ -346,7 +362,7 @@ class VGFM:
             return head.sample(plans, c.batch_size, c.sigma, gen)
 
         fit_loss = None
-        fit_gen = torch.Generator().manual_seed(c.seed + 1)
+        fit_gen = torch.Generator(device=dev).manual_seed(c.seed + 1)
         if c.joint_steps > 0:
             tensors = [torch.tensor(x, dtype=torch.float32, device=dev) for x in internal.x]
             fit_loss = DistributionFit(
@@ -363,6 +379,8 @@ class VGFM:
                 detach_intervals=c.detach_intervals,
                 member_shape=self.model.member_shape,
                 generator=fit_gen,
+                w1=c.fit_w1,
+                blur=c.fit_blur,
             )
         generators = {"pairs": gen, "fit": fit_gen}
         history, resume_phase, optim_state = None, None, None

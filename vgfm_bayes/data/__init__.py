@@ -1,6 +1,7 @@
 """Stage 1: load and validate time-course data (CSV, AnnData), bundled data sets."""
 
 from .datasets import DATASETS, DatasetInfo, load
+from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
 from .scaling import Scaling
 from .simulate import GroundTruth, simulate_populations
@@ -14,6 +15,8 @@ __all__ = [
     "Scaling",
     "TimeCourse",
     "from_anndata",
+    "gaussian_mixture",
+    "gaussian_true_growth",
     "load",
     "load_data",
     "read_csv",

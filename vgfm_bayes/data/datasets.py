@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 
+from .gaussian import gaussian_mixture
 from .io import read_csv
 from .timecourse import DataError, TimeCourse
 
@@ -39,10 +41,25 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
+# Generated (not shipped) data sets: "gaussian_<D>d" for any D >= 2 is the Gaussian-mixture growth
+# benchmark (data/gaussian.py, seed 0, n = 500 / 1,400), the same kind as the DeepRUOT files.
+GAUSSIAN_PATTERN = re.compile(r"gaussian_(\d+)d")
+GENERATED_REFERENCE: dict[str, dict] = {
+    "gaussian_1000d": {"w1": 3.010, "rme": 0.037},  # VGFM paper (DESIGN 5)
+}
+
+
 def load(name: str) -> TimeCourse:
-    """Load a bundled data set: one of ``DATASETS`` ("simulation_gene", "dyngen", ...)."""
+    """Load a bundled data set: one of ``DATASETS`` ("simulation_gene", "dyngen", ...), or a
+    generated one: ``"gaussian_<D>d"`` (e.g. "gaussian_1000d", the VGFM paper's 1000-D case)."""
+    match = GAUSSIAN_PATTERN.fullmatch(name)
+    if match:
+        return gaussian_mixture(dim=int(match.group(1)), seed=0)
     if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}")
+        raise DataError(
+            f"unknown data set {name!r}; bundled: {', '.join(DATASETS)}; generated: "
+            "gaussian_<D>d (any D >= 2)"
+        )
     info = DATASETS[name]
     with resources.as_file(resources.files(__package__) / "files" / info.file) as path:
         tc = read_csv(path)

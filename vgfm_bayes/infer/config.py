@@ -18,7 +18,11 @@ class FitConfig:
     """Settings of one fit. ``None`` means "choose from the data" (see ``resolve``).
 
     SROT (DESIGN 2.1): eps, tau, normalize_cost. Bundled data sets bring the authors' values;
-    other data get eps = 0.01 and tau = 5 on a max-normalised cost.
+    other data get eps = 0.01 and tau = 5 on a max-normalised cost. At scale: srot_batch (source
+    cells per mini-batch block; None = the full plan while it fits srot_memory_mb, else blocks),
+    srot_repeats (random partitions averaged); see ot/minibatch.py for the approximation.
+    Joint phase: fit_w1 = "emd" (exact W1 of the subsamples) or "sinkhorn" (debiased Sinkhorn
+    divergence, stays on the device), fit_blur its eps as a fraction of the data's diameter.
     Networks: velocity_hidden / growth_hidden widths (default 128 x 3 for D <= 10, else 256 x 5).
     Likelihood: n_effective, the pairs plate's full size (default: source cells over all
     intervals); sigma_v / sigma_g fixed noise (default the VGFM-equivalent sqrt(D/2), 1/sqrt(2)).
@@ -38,6 +42,11 @@ class FitConfig:
     eps: float | None = None
     tau: float | None = None
     normalize_cost: bool | None = None
+    # SROT at scale (ot/minibatch.py): source cells per mini-batch block, None = auto (full plan
+    # while it fits srot_memory_mb, else blocks); independent partitions averaged
+    srot_batch: int | None = None
+    srot_repeats: int = 1
+    srot_memory_mb: float = 2048.0
     # networks
     velocity_hidden: list[int] | None = None
     growth_hidden: list[int] | None = None
@@ -68,6 +77,8 @@ class FitConfig:
     standardize: bool | None = None  # None: yes for user data, no for bundled benchmark data
     checkpoint_every: int = 500  # steps between checkpoints when fitting into a run folder
     explode_ratio: float = 1e6  # stop when |loss| exceeds this times the phase's first level
+    fit_w1: str = "emd"  # training W1 on the subsamples: "emd" (exact, CPU) or "sinkhorn"
+    fit_blur: float = 0.005  # Sinkhorn blur as a fraction of the data's diameter
     # run
     seed: int = 0
     device: str = "cpu"
@@ -117,6 +128,13 @@ class FitConfig:
                 raise ConfigError(f"config {name} must be positive, got {v}")
         if not self.explode_ratio > 1:
             raise ConfigError(f"config explode_ratio must be > 1, got {self.explode_ratio}")
+        if self.srot_batch is not None and self.srot_batch < 2:
+            raise ConfigError(f"config srot_batch must be >= 2 or unset, got {self.srot_batch}")
+        for name in ["srot_repeats", "srot_memory_mb", "fit_blur"]:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"config {name} must be positive, got {getattr(self, name)}")
+        if self.fit_w1 not in ("emd", "sinkhorn"):
+            raise ConfigError(f"config fit_w1 must be 'emd' or 'sinkhorn', got {self.fit_w1!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu or cuda[:N], got {self.device!r}")
 

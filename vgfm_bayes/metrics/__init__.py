@@ -7,7 +7,7 @@ from .calibration import (
     mass_interval_covers,
     spearman,
 )
-from .distribution import relative_mass_error, score
+from .distribution import relative_mass_error, score, w1_minibatch
 
 __all__ = [
     "crps",
@@ -17,4 +17,5 @@ __all__ = [
     "relative_mass_error",
     "score",
     "spearman",
+    "w1_minibatch",
 ]

@@ -95,11 +95,14 @@ class Head:
         seed: int,
         device: torch.device | str = "cpu",
         fallbacks: list[dict] | None = None,
+        srot_options: Mapping[str, Any] | None = None,
     ) -> Any:
         """SROT plans on the training data, solved once per fit.
 
         resolved : the fit's resolved settings (eps, tau, normalize_cost).
         fallbacks : receives a record per interval whose plan needed SROT's safe mode.
+        srot_options : mini-batch SROT settings passed to ``interval_plans`` (srot_batch,
+            srot_repeats, memory_mb, generator).
         """
         return interval_plans(
             data,
@@ -108,6 +111,7 @@ class Head:
             resolved["normalize_cost"],
             device=device,
             fallbacks=fallbacks,
+            **(srot_options or {}),
         )
 
     def sample(
@@ -134,7 +138,7 @@ class EnsembleHead(Head):
     bootstrap: bool = True
     tau_spread: float = 0.0
 
-    def plans(self, data, resolved, *, seed, device="cpu", fallbacks=None):
+    def plans(self, data, resolved, *, seed, device="cpu", fallbacks=None, srot_options=None):
         if self.members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
         return member_plans(
@@ -148,6 +152,7 @@ class EnsembleHead(Head):
             tau_spread=self.tau_spread,
             device=device,
             fallbacks=fallbacks,
+            **(srot_options or {}),
         )
 
     def sample(self, plans, batch_size, sigma, generator):

@@ -27,7 +27,7 @@ import torch
 from pyro.distributions import constraints
 
 from ..nn import Fields
-from ..ot import PairBatch, w1_loss
+from ..ot import PairBatch, sinkhorn_divergence, w1_loss
 from .dynamics import simulate
 
 
@@ -185,6 +185,15 @@ class DistributionFit:
     snapshots : list of Tensor, each (m_k, D) -- later snapshots.
     times : Tensor, shape (K,) -- all observed times.
     log_masses : Tensor, shape (K,) -- log relative masses, log_masses[0] = 0.
+    w1 : "emd" -- exact W1 of the subsamples (POT's network simplex; runs on the CPU, so on a GPU
+        each call copies the n_particles x n_targets cost to the host and back), or "sinkhorn" --
+        the debiased Sinkhorn divergence with W1 cost (ot/sinkhorn.py), computed on the device.
+    blur : for "sinkhorn", the final eps as a fraction of the data's diameter (bounding-box
+        diagonal of all snapshots).
+
+    Cost per call is set by n_particles and n_targets, not by the snapshot sizes: the subsample
+    indices are drawn with ``generator`` on its own device (pass a generator on the data's device
+    to keep the hot loop free of host copies).
     """
 
     def __init__(
@@ -203,6 +212,8 @@ class DistributionFit:
         detach_intervals: bool = True,
         member_shape: tuple[int, ...] = (),
         generator: torch.Generator | None = None,
+        w1: Literal["emd", "sinkhorn"] = "emd",
+        blur: float = 0.005,
     ) -> None:
         self.fields = fields
         self.x0 = x0
@@ -217,12 +228,24 @@ class DistributionFit:
         self.detach_intervals = detach_intervals
         self.member_shape = member_shape
         self.generator = generator
+        if w1 not in ("emd", "sinkhorn"):
+            raise ValueError(f"w1 must be 'emd' or 'sinkhorn', got {w1!r}")
+        self.w1 = w1
+        cells = torch.cat([x0, *snapshots])
+        self.diameter = float((cells.max(0).values - cells.min(0).values).norm())
+        self.blur = blur * self.diameter
 
     def _subsample(self, x: torch.Tensor, n: int) -> torch.Tensor:
         if n <= 0 or x.shape[0] <= n:
             return x
-        idx = torch.randperm(x.shape[0], generator=self.generator)[:n].to(x.device)
-        return x[idx]
+        dev = self.generator.device if self.generator is not None else x.device
+        idx = torch.randperm(x.shape[0], generator=self.generator, device=dev)[:n]
+        return x[idx.to(x.device)]
+
+    def _distance(self, x: torch.Tensor, log_w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.w1 == "sinkhorn":
+            return sinkhorn_divergence(x, log_w, y, self.blur, diameter=2 * self.diameter)
+        return w1_loss(x, log_w, y)
 
     def __call__(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x = self._subsample(self.x0, self.n_particles)
@@ -239,7 +262,7 @@ class DistributionFit:
             y = self._subsample(self.snapshots[k - 1], self.n_targets)
             flat_x = x.reshape(-1, *x.shape[-2:])
             flat_w = log_w.reshape(-1, x.shape[-2])
-            w1 = sum(w1_loss(xm, wm, y) for xm, wm in zip(flat_x, flat_w, strict=True))
+            w1 = sum(self._distance(xm, wm, y) for xm, wm in zip(flat_x, flat_w, strict=True))
             mass = ((torch.logsumexp(flat_w, dim=-1) - self.log_masses[k]) ** 2).sum()
             total = total + self.lambda_ot * w1 + self.lambda_mass * mass
         return total

@@ -1,5 +1,7 @@
 """Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, W1."""
 
+from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
+from .sinkhorn import sinkhorn_divergence
 from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
 from .targets import (
     IntervalPlan,
@@ -14,14 +16,18 @@ from .w1 import w1_exact, w1_loss
 
 __all__ = [
     "IntervalPlan",
+    "MiniBatchPlan",
     "PairBatch",
     "SROTError",
     "SROTResult",
     "bootstrap_cells",
+    "choose_srot_batch",
     "interval_plans",
     "member_plans",
+    "minibatch_srot",
     "sample_member_pairs",
     "sample_pairs",
+    "sinkhorn_divergence",
     "solve_srot",
     "solve_srot_safe",
     "squared_cost",

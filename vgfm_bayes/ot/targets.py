@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data import TimeCourse
+from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
 from .srot import solve_srot_safe
 
 
@@ -44,6 +45,15 @@ class IntervalPlan:
         """gamma_i = log(r_i) / dt, shape (n,): constant growth that turns mass 1 into r_i."""
         return (self.row_sums.log() / self.dt).to(self.x0.dtype)
 
+    def sample_indices(
+        self, size: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` pairs (i, j) ~ pi_ij / sum(pi), with replacement; each Tensor (size,), long."""
+        m = self.x1.shape[0]
+        draw = torch.rand(size, dtype=self.cdf.dtype, device=self.cdf.device, generator=generator)
+        flat = torch.searchsorted(self.cdf, draw * self.cdf[-1]).clamp_max(self.cdf.numel() - 1)
+        return flat // m, flat % m
+
 
 @dataclass(frozen=True)
 class PairBatch:
@@ -75,7 +85,11 @@ def interval_plans(
     dtype: torch.dtype = torch.float32,
     cells: list[np.ndarray] | None = None,
     fallbacks: list[dict] | None = None,
-) -> list[IntervalPlan]:
+    srot_batch: int | None = None,
+    srot_repeats: int = 1,
+    memory_mb: float = 2048.0,
+    generator: torch.Generator | None = None,
+) -> list[IntervalPlan | MiniBatchPlan]:
     """Solve SROT for every consecutive pair of snapshots, once, on ``device``.
 
     Source masses are 1 per cell and target masses b_j = (M_{k+1} / M_k) * n_k / n_{k+1}, so
@@ -86,12 +100,36 @@ def interval_plans(
     cells : optional per-time index arrays selecting cells (e.g. a bootstrap resample).
     fallbacks : optional list that receives a record per interval whose plan needed the safe
         mode (see :func:`solve_srot_safe`); each retry is also logged as a warning.
+    srot_batch, srot_repeats, memory_mb : mini-batch SROT (ot/minibatch.py) when an interval's
+        dense plan would exceed ``memory_mb`` (srot_batch None, auto) or when srot_batch is
+        smaller than the interval's source cells; such intervals get a MiniBatchPlan (same
+        sampling interface, no dense ``plan`` / ``cdf``).
+    generator : for the mini-batch partitions; default the global RNG.
     """
     xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
     plans = []
     for k in range(data.n_times - 1):
         x0 = torch.tensor(xs[k], dtype=torch.float64, device=device)
         x1 = torch.tensor(xs[k + 1], dtype=torch.float64, device=device)
+        batch = choose_srot_batch(len(xs[k]), len(xs[k + 1]), srot_batch, memory_mb)
+        if batch is not None:
+            plans.append(
+                minibatch_srot(
+                    x0,
+                    x1,
+                    eps,
+                    tau,
+                    float(data.masses[k + 1] / data.masses[k]),
+                    batch,
+                    normalize_cost=normalize_cost,
+                    repeats=srot_repeats,
+                    generator=generator,
+                    t0=float(data.times[k]),
+                    t1=float(data.times[k + 1]),
+                    dtype=dtype,
+                )
+            )
+            continue
         ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
         b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
         label = f"SROT interval {k} (t={data.times[k]:g} -> {data.times[k + 1]:g})"
@@ -115,7 +153,7 @@ def interval_plans(
 
 
 def sample_pairs(
-    plans: list[IntervalPlan],
+    plans: list[IntervalPlan | MiniBatchPlan],
     batch_size: int,
     sigma: float,
     generator: torch.Generator | None = None,
@@ -132,10 +170,7 @@ def sample_pairs(
     xs, ts, us, gs = [], [], [], []
     for p in plans:
         dev = p.x0.device
-        m = p.x1.shape[0]
-        draw = torch.rand(batch_size, dtype=p.cdf.dtype, device=dev, generator=generator)
-        flat = torch.searchsorted(p.cdf, draw * p.cdf[-1]).clamp_max(p.cdf.numel() - 1)
-        i, j = flat // m, flat % m
+        i, j = p.sample_indices(batch_size, generator)
         s = torch.rand(batch_size, 1, device=dev, dtype=p.x0.dtype, generator=generator)
         xi, yj = p.x0[i], p.x1[j]
         noise = torch.randn(xi.shape, device=dev, dtype=xi.dtype, generator=generator)
@@ -164,6 +199,7 @@ def member_plans(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fallbacks: list[dict] | None = None,
+    **srot_options,
 ) -> list[list[IntervalPlan]]:
     """Per-member SROT plans for an ensemble: each member its own bootstrap of cells.
 
@@ -176,6 +212,7 @@ def member_plans(
     tau_spread : members' tau spread log-uniformly over [tau * exp(-s), tau * exp(s)] (0: all
         use tau), so the ensemble also carries the uncertainty from the choice of tau.
     fallbacks : receives a record per plan that needed SROT's safe mode.
+    srot_options : mini-batch SROT settings, passed to ``interval_plans``.
 
     Returns
     -------
@@ -196,6 +233,7 @@ def member_plans(
                 dtype=dtype,
                 cells=cells,
                 fallbacks=fallbacks,
+                **srot_options,
             )
         )
     return out
