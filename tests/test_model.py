@@ -129,3 +129,20 @@ def test_joint_factor_trains_the_growth_network(tiny):
         (grad,) = torch.autograd.grad(elbo, p)
     g_part = model.pack({n: torch.ones_like(v) * n.startswith("g.") for n, v in init.items()})
     assert (grad * g_part["weights"]).abs().sum() > 0
+
+
+def test_w1_loss_matches_pot_emd2_value_and_gradients():
+    import ot
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    lw = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    ours = w1_loss(x, lw, y)
+    gx, gw = torch.autograd.grad(ours, (x, lw))
+    a = torch.softmax(lw, 0)
+    ref = ot.emd2(a, torch.full((5,), 0.2, dtype=torch.float64), torch.cdist(x, y))
+    rx, rw = torch.autograd.grad(ref, (x, lw))
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-10)
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)

@@ -16,7 +16,9 @@ n_effective, so lambda_ot and lambda_mass weigh it against the per-pair regressi
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
@@ -28,6 +30,7 @@ from pyro.distributions import constraints
 
 from ..nn import Fields
 from ..ot import PairBatch, sinkhorn_divergence, w1_loss
+from ..ot.w1 import emd_solution, w1_from_solution, w1_inputs
 from .dynamics import simulate
 
 
@@ -231,6 +234,7 @@ class DistributionFit:
         if w1 not in ("emd", "sinkhorn"):
             raise ValueError(f"w1 must be 'emd' or 'sinkhorn', got {w1!r}")
         self.w1 = w1
+        self._pool: ThreadPoolExecutor | None = None
         cells = torch.cat([x0, *snapshots])
         self.diameter = float((cells.max(0).values - cells.min(0).values).norm())
         self.blur = blur * self.diameter
@@ -247,11 +251,27 @@ class DistributionFit:
             return sinkhorn_divergence(x, log_w, y, self.blur, diameter=2 * self.diameter)
         return w1_loss(x, log_w, y)
 
+    def _distances(self, pairs: list[tuple]) -> list[torch.Tensor]:
+        """W1 of every (particles, log-weights, cells) triple. The exact EMDs are solved in
+        threads (POT's network simplex releases the GIL); the autograd graph is built here, in
+        order, so results stay bitwise reproducible."""
+        workers = min(len(pairs), os.cpu_count() or 1)
+        if self.w1 != "emd" or workers < 2:
+            return [self._distance(*p) for p in pairs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=workers)
+        inputs = [w1_inputs(*p) for p in pairs]
+        solutions = list(self._pool.map(lambda ac: emd_solution(*ac), inputs))
+        return [
+            w1_from_solution(a, cost, *sol).to(x.dtype)
+            for (a, cost), sol, (x, _, _) in zip(inputs, solutions, pairs, strict=True)
+        ]
+
     def __call__(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x = self._subsample(self.x0, self.n_particles)
         x = x.expand(*self.member_shape, *x.shape)
         log_w = torch.full(x.shape[:-1], -math.log(x.shape[-2]), dtype=x.dtype, device=x.device)
-        total = x.new_zeros(())
+        pairs, mass = [], x.new_zeros(())
         for k in range(1, len(self.times)):
             if self.detach_intervals:
                 x, log_w = x.detach(), log_w.detach()
@@ -262,7 +282,7 @@ class DistributionFit:
             y = self._subsample(self.snapshots[k - 1], self.n_targets)
             flat_x = x.reshape(-1, *x.shape[-2:])
             flat_w = log_w.reshape(-1, x.shape[-2])
-            w1 = sum(self._distance(xm, wm, y) for xm, wm in zip(flat_x, flat_w, strict=True))
-            mass = ((torch.logsumexp(flat_w, dim=-1) - self.log_masses[k]) ** 2).sum()
-            total = total + self.lambda_ot * w1 + self.lambda_mass * mass
-        return total
+            pairs += [(xm, wm, y) for xm, wm in zip(flat_x, flat_w, strict=True)]
+            mass = mass + ((torch.logsumexp(flat_w, dim=-1) - self.log_masses[k]) ** 2).sum()
+        w1 = torch.stack(self._distances(pairs)).sum()
+        return self.lambda_ot * w1 + self.lambda_mass * mass

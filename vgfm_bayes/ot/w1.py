@@ -27,18 +27,51 @@ def w1_exact(x: np.ndarray, w: np.ndarray, y: np.ndarray) -> float:
     return float(ot.emd2(a, b, cost, numItermax=EMD_MAX_ITER))
 
 
+def w1_inputs(
+    x: torch.Tensor, log_w: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights a = softmax(log_w), shape (n,), and Euclidean cost, shape (n, m), in float64."""
+    a = torch.softmax(log_w.to(torch.float64), dim=0)
+    cost = torch.cdist(x.to(torch.float64), y.to(torch.float64))
+    return a, cost
+
+
+def emd_solution(a: torch.Tensor, cost: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal plan, shape (n, m), and source potential, shape (n,), against uniform targets.
+
+    Pure numpy on detached copies (POT's network simplex releases the GIL), so several can be
+    solved in threads while the autograd graph is still built on one thread, in a fixed order.
+    """
+    a_np = a.detach().cpu().numpy()
+    a_np = a_np / a_np.sum()
+    m = cost.shape[1]
+    plan, log = ot.emd(
+        a_np, np.full(m, 1.0 / m), cost.detach().cpu().numpy(), numItermax=EMD_MAX_ITER, log=True
+    )
+    return plan, log["u"]
+
+
+def w1_from_solution(
+    a: torch.Tensor, cost: torch.Tensor, plan: np.ndarray, u: np.ndarray
+) -> torch.Tensor:
+    """<plan, cost> with the envelope-theorem gradients: d/dcost = plan, d/da = u - mean(u)."""
+    plan_t = torch.as_tensor(plan, dtype=cost.dtype, device=cost.device)
+    u_t = torch.as_tensor(u, dtype=a.dtype, device=a.device)
+    u_t = u_t - u_t.mean()
+    return (plan_t * cost).sum() + (u_t * (a - a.detach())).sum()
+
+
 def w1_loss(x: torch.Tensor, log_w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Differentiable W1 for training: gradients reach positions (through the cost) and weights.
 
-    POT's emd2 on torch tensors returns the optimal plan as d/dcost and the dual potentials as
-    d/da; with a = softmax(log_w) the potentials' free constant cancels, so the growth network
-    gets a well-defined gradient (the reference code's detached plan gives it none).
+    The optimal plan is d/dcost and the dual potential d/da (envelope theorem, as POT's emd2
+    on torch tensors); with a = softmax(log_w) the potential's free constant cancels, so the
+    growth network gets a well-defined gradient (the reference code's detached plan gives it
+    none).
 
     Parameters
     ----------
     x : Tensor, shape (n, D); log_w : Tensor, shape (n,); y : Tensor, shape (m, D).
     """
-    a = torch.softmax(log_w.to(torch.float64), dim=0)
-    b = torch.full((y.shape[0],), 1.0 / y.shape[0], dtype=torch.float64, device=y.device)
-    cost = torch.cdist(x.to(torch.float64), y.to(torch.float64))
-    return ot.emd2(a, b, cost, numItermax=EMD_MAX_ITER).to(x.dtype)
+    a, cost = w1_inputs(x, log_w, y)
+    return w1_from_solution(a, cost, *emd_solution(a, cost)).to(x.dtype)
