@@ -1,9 +1,11 @@
 """Write the zoo's cards (models/<head>/README.md) from measured benchmark results.
 
     python benchmarks/write_cards.py [--results benchmarks/results/heads/results.jsonl]
+                                     [--bench benchmarks/results/bench/bench.json]
 
-Each card = the head's fixed description (below) + the rows of the benchmark tables for that
-head, produced by benchmarks/heads.py; no number in a card is typed by hand.
+Each card = the head's hand-written about.md + its config + the rows of the two benchmark
+tables for that head: `vgfm-bayes bench` (published data sets) and benchmarks/heads.py
+(calibration on the ground-truth simulator, leave-one-out). No number is typed by hand.
 """
 
 from __future__ import annotations
@@ -14,38 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from vgfm_bayes.bench import summarise
+from vgfm_bayes.zoo import available
 
-ABOUT = {
-    "point": (
-        "Deterministic VGFM: flat priors, fixed noise scales, AutoDelta guide (maximum "
-        "likelihood). The reference point estimate; its posterior is one draw, so its "
-        "intervals have zero width.",
-        "Use for the best point estimate at the lowest cost, or as the baseline.",
-    ),
-    "ensemble": (
-        "K = 10 independently initialised point networks, each solving SROT on its own "
-        "bootstrap resample of every snapshot, trained as one vectorised batch (weights "
-        "(K, ...), pairs (K, B, D), 64 pairs per interval per member). Members are the "
-        "posterior draws. `tau_spread` > 0 also varies tau across members.",
-        "Use when the uncertainty from the cells' sampling and the optimisation matters; "
-        "its SROT cost grows with K (one bootstrap plan per member).",
-    ),
-    "last_layer": (
-        "Bayesian last layer of both networks (Normal prior, sd = prior_scale / sqrt(fan_in), "
-        "mean-field Normal guide with fast-moving scales), body trained as MAP (AutoDelta). "
-        "Checked against NUTS on a small problem with the body fixed "
-        "(tests/heads/test_nuts_last_layer.py).",
-        "Use for growth intervals at little more than the point head's cost "
-        "(see the measured coverage).",
-    ),
-    "mean_field": (
-        "Every weight Bayesian (Normal prior, sd = prior_scale / sqrt(fan_in)), one "
-        "mean-field Normal guide (AutoNormal with fast-moving scales).",
-        "Experimental: with the reference network sizes the mean-field posterior underfits "
-        "(see the growth correlation below); prefer last_layer or ensemble.",
-    ),
-}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _fmt(v: list[float]) -> str:
@@ -53,9 +27,21 @@ def _fmt(v: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}" if len(a) > 1 else f"{a.mean():.3f}"
 
 
-def card(head: str, results: list[dict], source: str) -> str:
-    what, when = ABOUT[head]
-    lines = [f"# {head}", "", what, "", when, "", "Config: `config.toml` beside this card.", ""]
+def card(head: str, results: list[dict], source: str, bench: list[dict]) -> str:
+    folder = ROOT / "models" / head
+    lines = [(folder / "about.md").read_text().rstrip(), ""]
+    lines += ["## Config", "", "```toml", (folder / "config.toml").read_text().rstrip(), "```", ""]
+    mine = [r for r in bench if r["head"] == head]
+    if mine:
+        lines += [
+            "## Published benchmark data sets",
+            "",
+            "From `vgfm-bayes bench` (benchmarks/results/bench/); means ± sd over seeds, W1 and "
+            "RME averaged over the evaluated time points, the published VGFM numbers beside.",
+            "",
+            summarise(mine),
+            "",
+        ]
     lines += [
         "## Measured",
         "",
@@ -118,12 +104,14 @@ def card(head: str, results: list[dict], source: str) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default="benchmarks/results/heads/results.jsonl")
+    p.add_argument("--bench", default="benchmarks/results/bench/bench.json")
     args = p.parse_args(argv)
     path = Path(args.results)
     results = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    for head in ABOUT:
+    bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).is_file() else []
+    for head in available():
         out = ROOT / "models" / head / "README.md"
-        out.write_text(card(head, results, args.results))
+        out.write_text(card(head, results, args.results, bench))
         print(f"wrote {out}")
 
 

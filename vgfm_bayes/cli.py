@@ -196,7 +196,6 @@ def _bench(args) -> None:
         quick=args.quick,
         device=args.device,
         progress=not args.quiet,
-        cards=args.cards,
         hold_outs=args.hold_outs,
     )
 
@@ -283,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="time indices to leave out ('none' = fit all)",
     )
     sp.add_argument("--quick", action="store_true", help="a few steps per fit (smoke test)")
-    sp.add_argument("--cards", action="store_true", help="rewrite the zoo cards from the results")
     common(sp)
     sp.set_defaults(func=_bench)
     return p
