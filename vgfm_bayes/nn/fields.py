@@ -11,7 +11,9 @@ from .mlp import MLPSpec, init_mlp, mlp_forward
 
 
 def default_hidden(dim: int) -> tuple[int, ...]:
-    """Reference sizes (DESIGN 2): 128 x 3 for D <= 10, 256 x 5 above."""
+    """Reference sizes (DESIGN 2): 128 x 3 for D <= 10, 256 x 5 above. (64 x 3 halves the
+    training time in 2-D and fits the simulated gene data as well, but not the mouse
+    hematopoiesis data: W1 0.111 vs 0.083.)"""
     return (128, 128, 128) if dim <= 10 else (256,) * 5
 
 
