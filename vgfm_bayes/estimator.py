@@ -289,6 +289,21 @@ class VGFM:
         return self._train(plans, srot_seconds, run, progress=progress)
 
     @classmethod
+    def _restore(cls, run: Path, meta: dict, device: str | None) -> tuple[VGFM, TimeCourse]:
+        """A model with the config, data, hold-out, resolved settings and scaling of a run
+        folder's metadata (fit.json or config.json); returns it and its training data."""
+        config = FitConfig.from_dict(meta["config"])
+        if device is not None:
+            config = config.updated(device=device)
+        self = cls(config)
+        self.data = _read_data(run, meta)
+        self.hold_out = meta["hold_out"]
+        self.resolved = meta["resolved"]
+        self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
+        train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
+        return self, train_data
+
+    @classmethod
     def resume(cls, run: str | Path, *, progress: bool = True, device: str | None = None) -> VGFM:
         """Continue an unfinished fit from its run folder's last checkpoint.
 
@@ -301,15 +316,7 @@ class VGFM:
         if not (run / FIT_FILE).is_file():
             raise RunError(f"{run}: not an unfinished run folder (no {FIT_FILE})")
         meta = _read_json(run / FIT_FILE)
-        config = FitConfig.from_dict(meta["config"])
-        if device is not None:
-            config = config.updated(device=device)
-        self = cls(config)
-        self.data = _read_data(run, meta)
-        self.hold_out = meta["hold_out"]
-        self.resolved = meta["resolved"]
-        self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
-        train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
+        self, train_data = cls._restore(run, meta, device)
         state = None
         if (run / CHECKPOINT_FILE).is_file():
             state = load_checkpoint(run / CHECKPOINT_FILE, map_location=self.device)
@@ -685,15 +692,7 @@ class VGFM:
                 )
             raise RunError(f"{run}: not a run folder (no config.json)")
         meta = _read_json(cfg_file)
-        config = FitConfig.from_dict(meta["config"])
-        if device is not None:
-            config = config.updated(device=device)
-        self = cls(config)
-        self.data = _read_data(run, meta)
-        self.hold_out = meta["hold_out"]
-        self.resolved = meta["resolved"]
-        self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
-        train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
+        self, train_data = cls._restore(run, meta, device)
         self._build(self.scaling.apply(train_data), self.resolved)
         try:
             blob = torch.load(run / WEIGHTS_FILE, map_location=self.device, weights_only=True)
