@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .interval import IntervalTargets
 from .srot import solve_srot
 
 # Full-plan memory per source x target pair: the solver holds the cost, the log-kernel and one
@@ -96,7 +97,7 @@ def max_sq_distance(x: torch.Tensor, y: torch.Tensor, chunk_bytes: int = 64 * 2*
 
 
 @dataclass(frozen=True)
-class MiniBatchPlan:
+class MiniBatchPlan(IntervalTargets):
     """Mini-batch SROT of one interval: row sums and block potentials, no dense plan.
 
     Attributes
@@ -133,15 +134,6 @@ class MiniBatchPlan:
     eps: float
     batch: int
     repeats: int
-
-    @property
-    def dt(self) -> float:
-        return self.t1 - self.t0
-
-    @property
-    def growth_targets(self) -> torch.Tensor:
-        """gamma_i = log(r_i) / dt, shape (n,)."""
-        return (self.row_sums.log() / self.dt).to(self.x0.dtype)
 
     def sample_indices(
         self, size: int, generator: torch.Generator | None = None

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 
 from ..data import TimeCourse
+from .interval import IntervalTargets
 from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
 from .srot import solve_srot_safe
 
 
 @dataclass(frozen=True)
-class IntervalPlan:
+class IntervalPlan(IntervalTargets):
     """The SROT plan of one interval [t0, t1] and the targets it implies.
 
     Attributes
@@ -35,15 +36,6 @@ class IntervalPlan:
     plan: torch.Tensor
     row_sums: torch.Tensor
     cdf: torch.Tensor
-
-    @property
-    def dt(self) -> float:
-        return self.t1 - self.t0
-
-    @property
-    def growth_targets(self) -> torch.Tensor:
-        """gamma_i = log(r_i) / dt, shape (n,): constant growth that turns mass 1 into r_i."""
-        return (self.row_sums.log() / self.dt).to(self.x0.dtype)
 
     def sample_indices(
         self, size: int, generator: torch.Generator | None = None
