@@ -88,7 +88,9 @@ def plot_growth(
 def plot_w1(metrics: dict, path: Path, reference: dict | None = None) -> Path:
     """W1 per evaluated time, with the published VGFM mean as a line when known."""
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    ax.bar([f"{t:g}" for t in metrics["times"]], metrics["w1"], color="C0", label="this fit")
+    pos = np.arange(len(metrics["times"]))
+    ax.bar(pos, metrics["w1"], color="C0", label="this fit")
+    ax.set_xticks(pos, [f"{t:g}" for t in metrics["times"]])
     if reference and "w1" in reference:
         ax.axhline(reference["w1"], color="C3", ls="--", label="published VGFM (mean)")
     ax.set_xlabel("time")
