@@ -464,20 +464,26 @@ class VGFM:
         return torch.tensor(x, dtype=torch.float32, device=self.device)
 
     def simulate(
-        self, samples: int = 100, x0=None, times=None, step_size: float | None = None
+        self,
+        samples: int = 100,
+        x0=None,
+        times=None,
+        step_size: float | None = None,
+        *,
+        params: dict | None = None,
     ) -> Trajectories:
         """Posterior predictive trajectories of x0 (default: all first-snapshot cells).
 
-        Returns Trajectories with x of shape (S, T, N, D) and log_w of shape (S, T, N),
-        S = 1 for the point estimate, at ``times`` (default: the observed times).
+        Returns Trajectories with x of shape (S, T, N, D) (user units) and log_w of shape
+        (S, T, N), S = 1 for the point estimate, at ``times`` (default: the observed times).
+        params : weight draws from ``posterior.draw`` to reuse (default: ``samples`` new ones).
         """
         self._require_fitted()
         x0 = self.data.x[0] if x0 is None else x0
         times = self.data.times if times is None else np.asarray(times, dtype=np.float64)
         post = self.posterior
-        params = post.draw(samples)
         traj = post.trajectories(
-            params,
+            post.draw(samples) if params is None else params,
             self._tensor(x0),
             torch.tensor(times, dtype=torch.float32, device=self.device),
             step_size or self.resolved["step_size"],
@@ -487,19 +493,30 @@ class VGFM:
         x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
         return Trajectories(traj.times, x, traj.log_w)
 
+    def growth_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
+        """Growth-rate draws (per unit time) at points x (n, D) in user units: shape (S, n)."""
+        post = self.posterior
+        params = post.draw(samples) if params is None else params
+        g = post.growth_draws(params, self._tensor(x), float(t)).cpu().numpy()
+        return g.astype(np.float64)
+
+    def velocity_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
+        """Velocity draws at points x (n, D), in user units per unit time: shape (S, n, D)."""
+        post = self.posterior
+        params = post.draw(samples) if params is None else params
+        v = post.velocity_draws(params, self._tensor(x), float(t)).cpu().numpy()
+        if self.scaling is not None:
+            v = v * self.scaling.scale  # internal units per time -> user units per time
+        return v
+
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:
         """Growth-rate posterior per point (per unit time): mean, sd, q05, q50, q95, p_positive."""
-        post = self.posterior
-        g = post.growth_draws(post.draw(samples), self._tensor(x), float(t)).cpu().numpy()
-        return pd.DataFrame(summarise(g.astype(np.float64)))
+        return pd.DataFrame(summarise(self.growth_draws(x, t, samples)))
 
     def velocity(self, x, t: float, samples: int = 200) -> dict[str, np.ndarray]:
         """Velocity posterior per point: mean (N, D), sd (N, D), speed_sd (N,),
         direction_spread (N,) in radians."""
-        post = self.posterior
-        v = post.velocity_draws(post.draw(samples), self._tensor(x), float(t)).cpu().numpy()
-        if self.scaling is not None:
-            v = v * self.scaling.scale  # internal units per time -> user units per time
+        v = self.velocity_draws(x, t, samples)
         speed = np.linalg.norm(v, axis=-1)
         return {
             "mean": v.mean(0),
@@ -538,20 +555,11 @@ class VGFM:
             x, t = self.data.x[0], float(self.data.times[0])
         elif t is None:
             raise ValueError("pass the time t at which the points x are evaluated")
-        post = self.posterior
-        params = post.draw(samples)
-        xt = self._tensor(x)
-        traj = None
-        if trajectories:
-            traj = post.trajectories(
-                params,
-                self._tensor(self.data.x[0]),
-                torch.tensor(self.data.times, dtype=torch.float32, device=self.device),
-                self.resolved["step_size"],
-            )
+        params = self.posterior.draw(samples)
+        traj = self.simulate(params=params) if trajectories else None
         return to_inference_data(
-            growth=post.growth_draws(params, xt, float(t)).cpu().numpy(),
-            velocity=post.velocity_draws(params, xt, float(t)).cpu().numpy(),
+            growth=self.growth_draws(x, t, params=params),
+            velocity=self.velocity_draws(x, t, params=params),
             trajectories=traj,
             dim_names=list(self.data.var_names),
             attrs={"head": self.config.head, "data": self.data.name, "t": float(t)},
@@ -590,9 +598,8 @@ class VGFM:
         v = np.zeros((g.shape[0], n, d))
         for t in np.unique(times):
             idx = np.flatnonzero(times == t)
-            xt = self._tensor(coords[idx])
-            g[:, idx] = post.growth_draws(params, xt, float(t)).cpu().numpy()
-            v[:, idx] = post.velocity_draws(params, xt, float(t)).cpu().numpy()
+            g[:, idx] = self.growth_draws(coords[idx], t, params=params)
+            v[:, idx] = self.velocity_draws(coords[idx], t, params=params)
         vsd = v.std(0, ddof=1) if v.shape[0] > 1 else np.zeros((n, d))
         info = {
             "head": self.config.head,
