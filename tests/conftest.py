@@ -4,7 +4,7 @@ import pyro
 import pytest
 import torch
 
-from tests.tiny import TINY, make_tiny
+from tests.tiny import TINY, make_tiny, write_csv
 
 
 def pytest_addoption(parser):
@@ -37,12 +37,7 @@ def tiny():
 
 @pytest.fixture
 def tiny_csv(tmp_path, tiny):
-    path = tmp_path / "tiny.csv"
-    lines = ["samples,x1,x2"]
-    for t, x in zip(tiny.times, tiny.x, strict=True):
-        lines += [f"{t},{a},{b}" for a, b in x]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_csv(tiny, tmp_path / "tiny.csv")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.tiny import make_tiny
+from tests.tiny import make_tiny, write_csv
 from vgfm_bayes.cli import main
 
 BAD_CSV = {
@@ -176,11 +176,7 @@ def fitted_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("fitted")
     tc = make_tiny()
-    csv = root / "tiny.csv"
-    rows = ["samples,x1,x2"] + [
-        f"{t},{a},{b}" for t, x in zip(tc.times, tc.x, strict=True) for a, b in x
-    ]
-    csv.write_text("\n".join(rows) + "\n")
+    csv = write_csv(tc, root / "tiny.csv")
     cfg = root / "c.json"
     cfg.write_text(json.dumps(TINY))
     run = root / "run"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vgfm_bayes.estimator as est
-from tests.tiny import TINY, make_tiny
+from tests.tiny import TINY, make_tiny, write_csv
 from vgfm_bayes import VGFM, TimeCourse
 from vgfm_bayes.cli import main
 from vgfm_bayes.infer import CheckpointError, TrainingError, load_checkpoint
@@ -216,11 +216,7 @@ LONG = {**TINY, "warmup_steps": 400, "joint_steps": 2, "checkpoint_every": 20}
 def long_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("long")
     tc = make_tiny()
-    csv = root / "tiny.csv"
-    rows = ["samples,x1,x2"] + [
-        f"{t},{a},{b}" for t, x in zip(tc.times, tc.x, strict=True) for a, b in x
-    ]
-    csv.write_text("\n".join(rows) + "\n")
+    csv = write_csv(tc, root / "tiny.csv")
     cfg = root / "long.json"
     cfg.write_text(json.dumps(LONG))
     return csv, cfg

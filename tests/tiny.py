@@ -30,3 +30,11 @@ def make_tiny(seed: int = 0, counts=(30, 36, 45), dim: int = 2) -> TimeCourse:
         b = rng.normal(0.0, 0.1, (n_grow, dim)) + np.r_[np.zeros(dim - 1), 1.0 + 0.5 * k]
         xs.append(np.vstack([a, b]))
     return TimeCourse(np.arange(len(counts), dtype=float), tuple(xs), None, name="tiny")
+
+
+def write_csv(tc: TimeCourse, path):
+    """Write a 2-D time course as the benchmark CSV format (samples,x1,x2); returns path."""
+    rows = ["samples,x1,x2"]
+    rows += [f"{t},{a},{b}" for t, x in zip(tc.times, tc.x, strict=True) for a, b in x]
+    path.write_text("\n".join(rows) + "\n")
+    return path
