@@ -62,7 +62,8 @@ def run_sim(head: str, seed: int, args) -> dict:
         # through the model's user-unit API: the data are standardised internally
         draws.append(model.growth_draws(gt.data.x[k], gt.data.times[k], params=params))
         truth.append(gt.growth[k])
-    cal = growth_calibration(np.concatenate(draws, 1), np.concatenate(truth))
+    members = model.posterior.members
+    cal = growth_calibration(np.concatenate(draws, 1), np.concatenate(truth), members=members)
     return {"part": "sim", "head": head, "seed": seed, "seconds": seconds, **cal}
 
 

@@ -48,6 +48,35 @@ def test_point_head_elbo_is_the_vgfm_mse_loss(tiny):
     assert loss_elbo.item() == pytest.approx(n_eff * mse.item() + const, rel=1e-5)
 
 
+def test_kl_weight_tempers_the_posterior(tiny):
+    """With kl_weight beta the -ELBO is likelihood / beta + KL: for one guide draw,
+    loss(beta) - KL = (loss(1) - KL) / beta with KL = log q(theta) - log p(theta) at that draw."""
+    fields = Fields.build(tiny.dim, 0.0, float(tiny.times[-1]), (8,), (8,))
+    head = get_head("mean_field")
+    init = fields.init(generator=torch.Generator().manual_seed(0))
+    batch = sample_pairs(
+        interval_plans(tiny, 0.05, 1.0, True), 16, 0.1, torch.Generator().manual_seed(0)
+    )
+    losses, kls = [], []
+    for beta in (1.0, 0.1):
+        with pyro.settings.context(module_local_params=True):
+            model = VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 50.0, kl_weight=beta)
+            guide = head.build_guide(model, init)
+            guide(None)  # set up first: the set-up traces the model, drawing random numbers
+            pyro.set_rng_seed(3)
+            losses.append(Trace_ELBO().differentiable_loss(model, guide, batch, None).item())
+            pyro.set_rng_seed(3)
+            q = pyro.poutine.trace(guide).get_trace()
+            p = pyro.poutine.trace(pyro.poutine.replay(model, trace=q)).get_trace()
+            prior = sum(p.nodes[n]["fn"].log_prob(p.nodes[n]["value"]).sum() for n in model.blocks)
+            kl = q.log_prob_sum() - prior  # q's sites: the unconstrained Normals (+ Jacobians)
+            kls.append(kl.item())
+    assert kls[0] == pytest.approx(kls[1], rel=1e-6)  # same draw, same KL
+    assert losses[1] - kls[1] == pytest.approx((losses[0] - kls[0]) / 0.1, rel=1e-4)
+    with pytest.raises(ValueError, match="kl_weight"):
+        VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 50.0, kl_weight=0.0)
+
+
 def test_guide_starts_at_network_init(tiny):
     fields, model, guide, init = _point_model(tiny)
     with pyro.settings.context(module_local_params=True):

@@ -101,7 +101,7 @@ def test_pairs_are_sampled_in_proportion_to_the_plan():
     plan = torch.tensor([[0.5, 0.1], [0.0, 1.4]], dtype=torch.float64)
     x0 = torch.tensor([[0.0], [1.0]])
     x1 = torch.tensor([[10.0], [20.0]])
-    p = IntervalPlan(0.0, 1.0, x0, x1, plan.float(), plan.sum(1), plan.reshape(-1).cumsum(0))
+    p = IntervalPlan(0.0, 1.0, x0, x1, plan.sum(1), plan.reshape(-1).cumsum(0))
     b = sample_pairs([p], 40000, sigma=0.0, generator=torch.Generator().manual_seed(1))
     u = b.u[:, 0].numpy()
     freq = [np.mean(np.isclose(u, d)) for d in (10.0, 20.0, 19.0)]  # (0,0), (0,1), (1,1)
@@ -109,3 +109,17 @@ def test_pairs_are_sampled_in_proportion_to_the_plan():
     # the growth target follows the source cell: log(0.6) for cell 0, log(1.4) for cell 1
     g = b.gamma.numpy()
     np.testing.assert_allclose(np.unique(np.round(g, 5)), np.round(np.log([0.6, 1.4]), 5))
+
+
+def test_warm_start_gives_the_cold_plan_with_fewer_evaluations():
+    """A potential from a nearby problem (here: the same cells at another tau, rescaled) is a
+    valid start: the plan matches the cold-started, eps-annealed one."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 2, generator=gen), torch.randn(80, 2, generator=gen) + 0.5
+    cold = solve_srot(x, y, 0.05, 2.0)
+    near = solve_srot(x, y, 0.05, 2.5)
+    warm = solve_srot(x, y, 0.05, 2.0, f_init=near.f * (2.0 / 2.5))
+    torch.testing.assert_close(warm.plan, cold.plan, rtol=0, atol=5e-5)  # both within gtol 1e-5
+    assert warm.n_evals < cold.n_evals
+    with pytest.raises(ValueError, match="f_init"):
+        solve_srot(x, y, 0.05, 2.0, f_init=torch.zeros(3))

@@ -151,6 +151,11 @@ class VGFM:
         self.resolved: dict[str, Any] = {}
         self.scaling: Scaling | None = None  # user units <-> internal (standardised) units
         self._internal: TimeCourse | None = None  # the training data in internal units
+        self._share = (0, 1)  # (rank, world): which slice of an ensemble's members this trains
+
+    @property
+    def _member_ids(self) -> list[int]:
+        return self.head.member_ids(*self._share)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -229,9 +234,9 @@ class VGFM:
             c.velocity_hidden and tuple(c.velocity_hidden),
             c.growth_hidden and tuple(c.growth_hidden),
         )
-        members = head.member_shape
-        gen = torch.Generator().manual_seed(c.seed)
-        init = self.fields.init(members, generator=gen, device=self.device)
+        ids = self._member_ids
+        members = (len(ids),) if head.members > 1 else ()
+        init = head.init_weights(self.fields, c.seed, self.device, ids)
         with pyro.settings.context(module_local_params=True):
             self.model = VGFMModel(
                 self.fields,
@@ -240,6 +245,7 @@ class VGFM:
                 resolved["sigma_g"],
                 resolved["n_effective"],
                 members,
+                kl_weight=self.config.kl_weight,
             )
             self.guide = head.build_guide(self.model, init)
             self.guide(None)  # autoguides create their parameters on the first call
@@ -337,6 +343,7 @@ class VGFM:
             device=self.device,
             fallbacks=fallbacks,
             srot_options=self.srot_options,
+            member_ids=self._member_ids,
         )
         r["srot_fallbacks"] = fallbacks
         srot_seconds = time.perf_counter() - t
@@ -363,10 +370,10 @@ class VGFM:
         dev = self.device
         internal = self._internal
         head = self.head
-        gen = torch.Generator(device=dev).manual_seed(c.seed)
+        pair_gens = head.generators(c.seed, dev, self._member_ids)
 
         def sampler():
-            return head.sample(plans, c.batch_size, c.sigma, gen)
+            return head.sample(plans, c.batch_size, c.sigma, pair_gens)
 
         fit_loss = None
         fit_gen = torch.Generator(device=dev).manual_seed(c.seed + 1)
@@ -389,7 +396,7 @@ class VGFM:
                 w1=c.fit_w1,
                 blur=c.fit_blur,
             )
-        generators = {"pairs": gen, "fit": fit_gen}
+        generators = {**pair_gens, "fit": fit_gen}
         history, resume_phase, optim_state = None, None, None
         if state is not None:
             self.guide.load_state_dict(state["guide"])
@@ -511,7 +518,8 @@ class VGFM:
 
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:
         """Growth-rate posterior per point (per unit time): mean, sd, q05, q50, q95, p_positive."""
-        return pd.DataFrame(summarise(self.growth_draws(x, t, samples)))
+        draws = self.growth_draws(x, t, samples)
+        return pd.DataFrame(summarise(draws, members=self.posterior.members))
 
     def velocity(self, x, t: float, samples: int = 200) -> dict[str, np.ndarray]:
         """Velocity posterior per point: mean (N, D), sd (N, D), speed_sd (N,),
@@ -611,7 +619,7 @@ class VGFM:
         }
         return write_posterior(
             adata,
-            growth=summarise(g),
+            growth=summarise(g, members=post.members),
             velocity_mean=v.mean(0),
             velocity_sd=vsd,
             direction_spread=direction_spread(v),

@@ -18,6 +18,7 @@ from vgfm_bayes.ot import (
     member_plans,
     sample_member_pairs,
     sample_pairs,
+    stack_member_plans,
 )
 
 HEADS = ["point", "ensemble", "last_layer", "mean_field"]
@@ -97,10 +98,12 @@ def test_ensemble_members_bootstrap_and_init(tiny):
     x0s = [mp[0].x0.numpy() for mp in plans]
     assert not np.array_equal(x0s[0], x0s[1])
     assert len(np.unique(x0s[0], axis=0)) < 30
-    batch = sample_member_pairs(plans, 8, 0.1, torch.Generator().manual_seed(0))
+    head = get_head("ensemble", members=3)
+    batch = head.sample(stack_member_plans(plans), 8, 0.1, head.generators(0, "cpu"))
     assert batch.x.shape == (3, 16, 2) and batch.gamma.shape == (3, 16)
     fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
-    init = fields.init((3,), generator=torch.Generator().manual_seed(0))
+    init = head.init_weights(fields, 0, "cpu")
+    assert init["v.l0.weight"].shape == (3, 3, 8)
     assert not torch.equal(init["v.l0.weight"][0], init["v.l0.weight"][1])
     # tau spread: members' growth targets differ even without a bootstrap
     spread = member_plans(tiny, 0.05, 5.0, True, 3, seed=0, bootstrap=False, tau_spread=1.0)
@@ -112,9 +115,9 @@ def test_ensemble_members_are_independent(tiny):
     """Vectorised training: member k's gradient depends on member k's batch only."""
     fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
     head = get_head("ensemble", members=3)
-    init = fields.init((3,), generator=torch.Generator().manual_seed(0))
-    plans = member_plans(tiny, 0.05, 5.0, True, 3, seed=0)
-    batch = sample_member_pairs(plans, 8, 0.1, torch.Generator().manual_seed(0))
+    init = head.init_weights(fields, 0, "cpu")
+    plans = stack_member_plans(member_plans(tiny, 0.05, 5.0, True, 3, seed=0))
+    batch = head.sample(plans, 8, 0.1, head.generators(0, "cpu"))
     grads = []
     with pyro.settings.context(module_local_params=True):
         vm = VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 60.0, (3,))
@@ -130,6 +133,55 @@ def test_ensemble_members_are_independent(tiny):
     assert grads[0].shape[0] == 3
     assert not torch.allclose(grads[0][0], grads[1][0])
     assert torch.allclose(grads[0][1:], grads[1][1:])
+
+
+def test_ensemble_member_is_the_same_in_any_slice(tiny):
+    """Member k's plans, initial weights and batches depend on (seed, k) only, so a slice of
+    the members (one process's share) reproduces them bitwise, stacked or sampled alone."""
+    head = get_head("ensemble", members=4)
+    fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
+    full = member_plans(tiny, 0.05, 5.0, True, 4, seed=3, tau_spread=0.5)
+    part = member_plans(tiny, 0.05, 5.0, True, 4, seed=3, tau_spread=0.5, member_ids=[2, 3])
+    for a, b in zip(full[2:], part, strict=True):
+        for pa, pb in zip(a, b, strict=True):
+            assert torch.equal(pa.x0, pb.x0) and torch.equal(pa.cdf, pb.cdf)
+    init_all = head.init_weights(fields, 3, "cpu")
+    init_part = head.init_weights(fields, 3, "cpu", [2, 3])
+    assert all(torch.equal(init_all[k][2:], init_part[k]) for k in init_all)
+    gens_all, gens_part = head.generators(3, "cpu"), head.generators(3, "cpu", [2, 3])
+    stacked_all, stacked_part = stack_member_plans(full), stack_member_plans(part)
+    for _ in range(2):  # the streams stay in step over several batches
+        b_all = head.sample(stacked_all, 5, 0.1, gens_all)
+        b_part = head.sample(stacked_part, 5, 0.1, gens_part)
+        for f in ("x", "t", "u", "gamma"):
+            assert torch.equal(getattr(b_all, f)[2:], getattr(b_part, f))
+    # slices of members by rank: contiguous, covering, sizes within one
+    shares = [head.member_ids(r, 3) for r in range(3)]
+    assert sum(shares, []) == [0, 1, 2, 3] and {len(s) for s in shares} <= {1, 2}
+
+
+def test_stacked_sampling_follows_each_members_plan(tiny):
+    """The vectorised sampler draws member k's pairs from member k's plan: empirical source-row
+    frequencies match r_i / sum(r) of that member."""
+    plans = member_plans(tiny, 0.05, 5.0, True, 2, seed=0)
+    stacked = stack_member_plans(plans)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    p = stacked[0]
+    n_draws = 40_000
+    uni = torch.stack([torch.rand(n_draws, dtype=torch.float64, generator=g) for g in gens])
+    flat = torch.searchsorted(p.cdf, uni * p.cdf[:, -1:])
+    m = p.x1.shape[-1 - 1]
+    for k in range(2):
+        cdf = plans[k][0].cdf
+        law = cdf.diff(prepend=cdf.new_zeros(1)).reshape(-1, m).sum(1)  # source rows r_i
+        freq = torch.bincount(flat[k] // m, minlength=law.numel()).double() / n_draws
+        assert (freq - law / law.sum()).abs().sum() < 0.06  # L1 over 30 rows, ~0.02 expected
+    batch = sample_member_pairs(stacked, 64, 0.0, gens)
+    assert batch.x.shape == (2, 128, 2)
+    # sigma 0: x - (t - t0) u is the pair's source cell, one of member k's resampled cells
+    src = batch.x[:, :64] - (batch.t[:, :64, None] - p.t0) * batch.u[:, :64]
+    for k in range(2):
+        assert torch.cdist(src[k], p.x0[k]).min(1).values.max() < 1e-3  # float32 rounding
 
 
 def test_get_head_options():

@@ -13,6 +13,7 @@ from vgfm_bayes.metrics import (
     mass_interval_covers,
     spearman,
 )
+from vgfm_bayes.posterior import summarise
 
 
 def test_simulator_truth():
@@ -60,3 +61,20 @@ def test_spearman_and_mass_cover():
     assert not mass_interval_covers(np.linspace(1.0, 2.0, 101), 1.99)
     out = growth_calibration(np.random.default_rng(0).normal(size=(50, 30)), np.zeros(30))
     assert set(out) == {"coverage", "crps", "spearman", "mean_width", "rmse"}
+
+
+def test_member_interval_covers_a_new_member_at_its_level():
+    """Closed form: for K Gaussian members the Student-t prediction interval covers one more
+    member with probability exactly `level`; the members' empirical quantiles fall short."""
+    rng = np.random.default_rng(0)
+    members, new = rng.normal(size=(10, 40_000)), rng.normal(size=40_000)
+    assert interval_coverage(members, new, 0.9, members=True) == pytest.approx(0.9, abs=0.006)
+    assert interval_coverage(members, new, 0.9) < 0.8  # quantiles of 10 draws: ~0.75
+    s = summarise(members[:, :3], members=True)
+    np.testing.assert_allclose(s["q50"], members[:, :3].mean(0))
+    assert np.all(s["q05"] < s["q50"]) and np.all(s["q50"] < s["q95"])
+    # P(> 0) of a member predictive centred at 0 is 1/2; sd 0 gives the sign
+    centred = np.array([[-1.0, 2.0], [1.0, 2.0]])
+    np.testing.assert_allclose(summarise(centred, members=True)["p_positive"], [0.5, 1.0])
+    with pytest.raises(ValueError, match="at least 2 members"):
+        summarise(members[:1], members=True)

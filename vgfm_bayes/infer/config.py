@@ -55,6 +55,7 @@ class FitConfig:
     sigma_v: float | None = None
     sigma_g: float | None = None
     prior_scale: float = 1.0
+    kl_weight: float = 1.0  # tempered posterior (VGFMModel): < 1 lets the data outweigh the prior
     # head options (used by the heads that have them)
     bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
     tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])
@@ -108,7 +109,7 @@ class FitConfig:
 
     def validate(self) -> None:
         positive = ["batch_size", "warmup_steps", "lr_warmup", "lr_joint", "prior_scale", "members"]
-        positive += ["init_scale"]
+        positive += ["init_scale", "kl_weight"]
         for name in positive:
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"config {name} must be positive, got {getattr(self, name)}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..posterior import central_interval
+
 
 def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     draws = np.asarray(draws, dtype=np.float64)
@@ -17,10 +19,13 @@ def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return draws, truth
 
 
-def interval_coverage(draws: np.ndarray, truth: np.ndarray, level: float = 0.9) -> float:
-    """Fraction of quantities whose truth lies in the central ``level`` interval of the draws."""
+def interval_coverage(
+    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, members: bool = False
+) -> float:
+    """Fraction of quantities whose truth lies in the central ``level`` interval of the draws
+    (members: the draws are an ensemble's; see posterior/intervals.py)."""
     draws, truth = _check(draws, truth)
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    lo, hi = central_interval(draws, level, axis=0, members=members)
     return float(np.mean((lo <= truth) & (truth <= hi)))
 
 
@@ -57,23 +62,27 @@ def _ranks(a: np.ndarray) -> np.ndarray:
     return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
 
 
-def mass_interval_covers(mass_draws: np.ndarray, observed: float, level: float = 0.9) -> bool:
+def mass_interval_covers(
+    mass_draws: np.ndarray, observed: float, level: float = 0.9, members: bool = False
+) -> bool:
     """Whether the central ``level`` predictive interval of the total mass covers ``observed``.
 
     mass_draws : ndarray, shape (S,) -- predicted total mass at one time, per draw (e.g. at a
         held-out time point, from ``Trajectories.mass[:, k]``).
     """
     m = np.asarray(mass_draws, dtype=np.float64).ravel()
-    lo, hi = np.quantile(m, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = central_interval(m, level, members=members)
     return bool(lo <= observed <= hi)
 
 
-def growth_calibration(draws: np.ndarray, truth: np.ndarray, level: float = 0.9) -> dict:
+def growth_calibration(
+    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, members: bool = False
+) -> dict:
     """Summary of a growth posterior against the true growth: coverage, CRPS, Spearman, width."""
     draws, truth = _check(draws, truth)
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    lo, hi = central_interval(draws, level, axis=0, members=members)
     return {
-        "coverage": interval_coverage(draws, truth, level),
+        "coverage": interval_coverage(draws, truth, level, members),
         "crps": float(crps(draws, truth).mean()),
         "spearman": spearman(draws.mean(0), truth),
         "mean_width": float((hi - lo).mean()),

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..data import TimeCourse
 from ..ot import w1_exact
-from ..posterior import Trajectories
+from ..posterior import Trajectories, central_interval
 
 
 def relative_mass_error(predicted: np.ndarray | float, observed: np.ndarray | float):
@@ -66,8 +66,9 @@ def score(
     mini-batch estimate of ``w1_minibatch`` instead: "w1_method" says, per time, "exact" or
     "minibatch" (with "w1_minibatch": {"size", "repeats"}); such values are biased upwards and
     are not comparable with exact W1.
-    The 90% predictive interval of the total mass (5% and 95% quantiles over draws) and whether
-    it covers the observed mass are reported too (degenerate for a point estimate).
+    The 90% predictive interval of the total mass (5% and 95% quantiles over draws; for an
+    ensemble the Student-t interval for a new member, posterior/intervals.py) and whether it
+    covers the observed mass are reported too (degenerate for a point estimate).
 
     Parameters
     ----------
@@ -96,7 +97,7 @@ def score(
     mass_mean = mass[:, ks].mean(0)
     observed = data.masses[ks]
     rme = relative_mass_error(mass_mean, observed)
-    lo, hi = np.quantile(mass[:, ks], [0.05, 0.95], axis=0)
+    lo, hi = central_interval(mass[:, ks], 0.9, axis=0, members=traj.members)
     out = {
         "times": [float(data.times[k]) for k in ks],
         "w1": w1.tolist(),

@@ -29,7 +29,15 @@ from torch.distributions import biject_to, transform_to
 
 from ..data import TimeCourse
 from ..nn import Fields
-from ..ot import PairBatch, interval_plans, member_plans, sample_member_pairs, sample_pairs
+from ..ot import (
+    PairBatch,
+    interval_plans,
+    member_plans,
+    member_seed,
+    sample_member_pairs,
+    sample_pairs,
+    stack_member_plans,
+)
 from .vgfm import Block, Prior, VGFMModel
 
 
@@ -80,6 +88,23 @@ class Head:
     def member_shape(self) -> tuple[int, ...]:
         return (self.members,) if self.members > 1 else ()
 
+    def member_ids(self, rank: int = 0, world: int = 1) -> list[int]:
+        """The members one of ``world`` processes trains: contiguous, sizes differing by <= 1."""
+        lo, hi = rank * self.members // world, (rank + 1) * self.members // world
+        return list(range(lo, hi))
+
+    def init_weights(
+        self, fields: Fields, seed: int, device, member_ids: list[int] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Initial weights (torch.nn.Linear's law) from ``seed``."""
+        return fields.init((), generator=torch.Generator().manual_seed(seed), device=device)
+
+    def generators(
+        self, seed: int, device, member_ids: list[int] | None = None
+    ) -> dict[str, torch.Generator]:
+        """The named generators the pair sampler draws from (checkpointed with the run)."""
+        return {"pairs": torch.Generator(device=device).manual_seed(seed)}
+
     def blocks(self, fields: Fields) -> dict[str, Block]:
         return {"weights": Block(tuple(fields.shapes()), Prior("flat"))}
 
@@ -96,6 +121,7 @@ class Head:
         device: torch.device | str = "cpu",
         fallbacks: list[dict] | None = None,
         srot_options: Mapping[str, Any] | None = None,
+        member_ids: list[int] | None = None,
     ) -> Any:
         """SROT plans on the training data, solved once per fit.
 
@@ -103,6 +129,7 @@ class Head:
         fallbacks : receives a record per interval whose plan needed SROT's safe mode.
         srot_options : mini-batch SROT settings passed to ``interval_plans`` (srot_batch,
             srot_repeats, memory_mb, generator).
+        member_ids : ensembles: the members to solve for (default all).
         """
         return interval_plans(
             data,
@@ -115,10 +142,14 @@ class Head:
         )
 
     def sample(
-        self, plans: Any, batch_size: int, sigma: float, generator: torch.Generator
+        self,
+        plans: Any,
+        batch_size: int,
+        sigma: float,
+        generators: Mapping[str, torch.Generator],
     ) -> PairBatch:
-        """One regression batch drawn from ``plans``."""
-        return sample_pairs(plans, batch_size, sigma, generator)
+        """One regression batch drawn from ``plans`` with the head's ``generators``."""
+        return sample_pairs(plans, batch_size, sigma, generators["pairs"])
 
 
 @dataclass(frozen=True)
@@ -138,10 +169,36 @@ class EnsembleHead(Head):
     bootstrap: bool = True
     tau_spread: float = 0.0
 
-    def plans(self, data, resolved, *, seed, device="cpu", fallbacks=None, srot_options=None):
+    def init_weights(self, fields, seed, device, member_ids=None):
+        """Member k's weights from its own seed (:func:`member_seed`), whoever trains it."""
+        ids = self.member_ids() if member_ids is None else member_ids
+        inits = [
+            fields.init((), generator=torch.Generator().manual_seed(member_seed(seed, m)))
+            for m in ids
+        ]
+        return {name: torch.stack([i[name] for i in inits]).to(device) for name in inits[0]}
+
+    def generators(self, seed, device, member_ids=None):
+        ids = self.member_ids() if member_ids is None else member_ids
+        return {
+            f"pairs.{m}": torch.Generator(device=device).manual_seed(member_seed(seed, m))
+            for m in ids
+        }
+
+    def plans(
+        self,
+        data,
+        resolved,
+        *,
+        seed,
+        device="cpu",
+        fallbacks=None,
+        srot_options=None,
+        member_ids=None,
+    ):
         if self.members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
-        return member_plans(
+        plans = member_plans(
             data,
             resolved["eps"],
             resolved["tau"],
@@ -150,13 +207,15 @@ class EnsembleHead(Head):
             seed=seed,
             bootstrap=self.bootstrap,
             tau_spread=self.tau_spread,
+            member_ids=member_ids,
             device=device,
             fallbacks=fallbacks,
             **(srot_options or {}),
         )
+        return stack_member_plans(plans)
 
-    def sample(self, plans, batch_size, sigma, generator):
-        return sample_member_pairs(plans, batch_size, sigma, generator)
+    def sample(self, plans, batch_size, sigma, generators):
+        return sample_member_pairs(plans, batch_size, sigma, list(generators.values()))
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ class VGFMModel:
     sigma_v, sigma_g : fixed observation noise of velocity (per dim) and growth targets.
     n_effective : the pairs plate's full size -- how many independent pairs the data are worth;
         it sets how sharp the posterior is (default: number of source cells over all intervals).
+    kl_weight : beta of a tempered posterior, prior x likelihood^(1 / beta): the ELBO's KL term
+        weighs beta relative to the likelihood. Implemented exactly by counting every pair (and
+        the distribution-fit factor) 1 / beta times: the plate's size is n_effective / beta.
+        1 is the plain posterior; < 1 lets the data outweigh a large network's prior.
     member_shape : () for one network, (K,) for K independent members (ensemble); every weight
         then has K leading rows and every batch tensor a leading K dim.
     """
@@ -79,12 +83,16 @@ class VGFMModel:
         sigma_g: float,
         n_effective: float,
         member_shape: tuple[int, ...] = (),
+        kl_weight: float = 1.0,
     ) -> None:
         self.fields = fields
         self.blocks = dict(blocks)
         self.sigma_v = float(sigma_v)
         self.sigma_g = float(sigma_g)
-        self.n_effective = float(n_effective)
+        if not kl_weight > 0:
+            raise ValueError(f"kl_weight must be positive, got {kl_weight}")
+        self.kl_weight = float(kl_weight)
+        self.n_effective = float(n_effective) / self.kl_weight
         self.member_shape = tuple(member_shape)
         shapes = fields.shapes()
         covered = sorted(n for b in self.blocks.values() for n in b.names)
@@ -107,15 +115,16 @@ class VGFMModel:
         return out
 
     def unpack(self, values: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Flat block values (*batch, size) -> named tensors (*batch, *shape), as views."""
+        """Flat block values (*batch, size) -> named tensors (*batch, *shape), as views.
+
+        One split per block: its backward is one concatenation, where a slice per tensor would
+        make autograd zero-fill and add a full-size gradient for every tensor of the block."""
         params = {}
         for site, block in self.blocks.items():
             flat = values[site]
-            batch, offset = flat.shape[:-1], 0
-            for n in block.names:
-                numel = math.prod(self.shapes[n])
-                params[n] = flat[..., offset : offset + numel].reshape(*batch, *self.shapes[n])
-                offset += numel
+            sizes = [math.prod(self.shapes[n]) for n in block.names]
+            for n, part in zip(block.names, flat.split(sizes, dim=-1), strict=True):
+                params[n] = part.reshape(*flat.shape[:-1], *self.shapes[n])
         return params
 
     def prior_scales(self, site: str, device=None, dtype=torch.float32) -> torch.Tensor:

@@ -141,6 +141,7 @@ def solve_srot(
     max_evals: int = 5000,
     marginal_tol: float = 1e-6,
     row_tol: float = 1e-3,
+    f_init: torch.Tensor | None = None,
 ) -> SROTResult:
     """Solve SROT between source cells x and target cells y.
 
@@ -157,6 +158,9 @@ def solve_srot(
     max_evals : dual evaluations allowed at the target eps.
     marginal_tol, row_tol : largest accepted relative error of the column sums (hard) and of
         the row optimality condition; beyond either the plan is rejected with SROTError.
+    f_init : Tensor, shape (n,), optional -- a source potential close to the solution (e.g. of
+        a nearby problem: a bootstrap resample, another tau); L-BFGS starts there at the target
+        eps and the eps annealing is skipped.
 
     Returns
     -------
@@ -178,10 +182,15 @@ def solve_srot(
     # eps annealing: coarse solutions (cheap, well conditioned) warm-start finer ones.
     levels = []
     level = float(cost.max()) / 10
-    while level > 3 * eps:
+    while level > 3 * eps and f_init is None:
         levels.append(level)
         level /= 3
-    f = torch.zeros(n, **opts)
+    if f_init is None:
+        f = torch.zeros(n, **opts)
+    else:
+        f = torch.as_tensor(f_init, **opts).clone()
+        if f.shape != (n,) or not torch.isfinite(f).all():
+            raise ValueError(f"f_init must be finite with shape ({n},), got {tuple(f.shape)}")
     n_evals = 0
     for e in levels:
         f, used = _maximise_dual(cost, f, e, tau, log_a, log_b, gtol=1e-3, max_evals=200)
@@ -243,6 +252,7 @@ def solve_srot_safe(
     for e, evals, change in attempts:
         if change is not None:
             log.warning("%s: %s; retrying in safe mode with %s", label, reasons[-1], change)
+            options.pop("f_init", None)  # retries start cold: the warm start may be the problem
         try:
             res = solve_srot(x, y, e, tau, max_evals=evals, **options)
         except SROTError as err:

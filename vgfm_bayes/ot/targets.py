@@ -23,19 +23,21 @@ class IntervalPlan(IntervalTargets):
     t0, t1 : interval ends in the user's time units.
     x0 : Tensor, shape (n, D) -- source cells at t0.
     x1 : Tensor, shape (m, D) -- target cells at t1.
-    plan : Tensor, shape (n, m) -- SROT plan (fit dtype).
     row_sums : Tensor, shape (n,) -- mass each source cell becomes (float64).
     cdf : Tensor, shape (n * m,) -- cumulative sum of the flattened plan (float64), so a pair
-        (i, j) ~ pi_ij / sum(pi) is one binary search; same law as i ~ r_i, then j | i.
+        (i, j) ~ pi_ij / sum(pi) is one binary search; same law as i ~ r_i, then j | i. (The
+        plan itself is not kept: cdf.diff() gives it back.)
+    potential : Tensor, shape (n,) -- SROT's source dual potential (float64), a warm start for
+        nearby problems (bootstrap resamples, other tau).
     """
 
     t0: float
     t1: float
     x0: torch.Tensor
     x1: torch.Tensor
-    plan: torch.Tensor
     row_sums: torch.Tensor
     cdf: torch.Tensor
+    potential: torch.Tensor | None = None
 
     def sample_indices(
         self, size: int, generator: torch.Generator | None = None
@@ -81,6 +83,7 @@ def interval_plans(
     srot_repeats: int = 1,
     memory_mb: float = 2048.0,
     generator: torch.Generator | None = None,
+    f_init: Sequence[torch.Tensor | None] | None = None,
 ) -> list[IntervalPlan | MiniBatchPlan]:
     """Solve SROT for every consecutive pair of snapshots, once, on ``device``.
 
@@ -97,6 +100,8 @@ def interval_plans(
         smaller than the interval's source cells; such intervals get a MiniBatchPlan (same
         sampling interface, no dense ``plan`` / ``cdf``).
     generator : for the mini-batch partitions; default the global RNG.
+    f_init : optional per-interval source potentials to warm-start SROT from (None entries:
+        cold start); see :func:`solve_srot`.
     """
     xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
     plans = []
@@ -125,8 +130,9 @@ def interval_plans(
         ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
         b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
         label = f"SROT interval {k} (t={data.times[k]:g} -> {data.times[k + 1]:g})"
+        warm = None if f_init is None else f_init[k]
         res, fallback = solve_srot_safe(
-            x0, x1, eps, tau, label=label, normalize_cost=normalize_cost, b=b
+            x0, x1, eps, tau, label=label, normalize_cost=normalize_cost, b=b, f_init=warm
         )
         if fallback is not None and fallbacks is not None:
             fallbacks.append({"interval": k, **fallback})
@@ -136,9 +142,9 @@ def interval_plans(
                 t1=float(data.times[k + 1]),
                 x0=x0.to(dtype),
                 x1=x1.to(dtype),
-                plan=res.plan.to(dtype),
                 row_sums=res.row_sums,
                 cdf=res.plan.reshape(-1).cumsum(0),
+                potential=res.f,
             )
         )
     return plans
@@ -173,9 +179,23 @@ def sample_pairs(
     return PairBatch(torch.cat(xs), torch.cat(ts), torch.cat(us), torch.cat(gs))
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Seed of ensemble member ``member``'s random streams (bootstrap, init, pairs): a function
+    of (seed, member) only, so a member is the same whether it is trained with all others, in a
+    slice of them, or on another process."""
+    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
+
+
 def bootstrap_cells(counts: Sequence[int], rng: np.random.Generator) -> list[np.ndarray]:
     """One bootstrap resample per time point: n_k cell indices drawn with replacement."""
     return [np.sort(rng.integers(0, int(n), int(n))) for n in counts]
+
+
+def member_taus(tau: float, members: int, tau_spread: float) -> np.ndarray:
+    """Members' tau spread evenly in log over [tau * exp(-s), tau * exp(s)]."""
+    if members < 2 or tau_spread == 0:
+        return np.full(members, float(tau))
+    return tau * np.exp(np.linspace(-tau_spread, tau_spread, members))
 
 
 def member_plans(
@@ -188,66 +208,158 @@ def member_plans(
     seed: int = 0,
     bootstrap: bool = True,
     tau_spread: float = 0.0,
+    member_ids: Sequence[int] | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fallbacks: list[dict] | None = None,
     **srot_options,
-) -> list[list[IntervalPlan]]:
+) -> list[list[IntervalPlan | MiniBatchPlan]]:
     """Per-member SROT plans for an ensemble: each member its own bootstrap of cells.
+
+    The full data's plans are solved first; every member's solve starts from their potentials
+    (restricted to its resample, rescaled to its tau), which skips SROT's eps annealing.
 
     Parameters
     ----------
-    members : K, the number of plan lists returned.
-    seed : seeds the bootstrap resamples (numpy), so members differ but runs repeat.
+    members : K, the ensemble's size (sets the members' taus).
+    seed : with the member's index, seeds its bootstrap resample (see :func:`member_seed`).
     bootstrap : resample the cells of every snapshot with replacement per member; False gives
-        every member the full data (then members differ only by initialisation).
-    tau_spread : members' tau spread log-uniformly over [tau * exp(-s), tau * exp(s)] (0: all
-        use tau), so the ensemble also carries the uncertainty from the choice of tau.
+        every member the full data (then members differ only by initialisation and tau).
+    tau_spread : members' tau spread log-evenly over [tau * exp(-s), tau * exp(s)] (0: all use
+        tau), so the ensemble also carries the uncertainty from the choice of tau.
+    member_ids : which members to solve (default all K), e.g. one process's share.
     fallbacks : receives a record per plan that needed SROT's safe mode.
     srot_options : mini-batch SROT settings, passed to ``interval_plans``.
 
     Returns
     -------
-    list of K lists of IntervalPlan, one per interval.
+    list of lists of IntervalPlan (or MiniBatchPlan), one list per member in ``member_ids``,
+    one plan per interval.
     """
-    rng = np.random.default_rng(seed)
-    taus = tau * np.exp(np.linspace(-tau_spread, tau_spread, members)) if members > 1 else [tau]
+    ids = list(range(members)) if member_ids is None else [int(m) for m in member_ids]
+    if any(not 0 <= m < members for m in ids):
+        raise ValueError(f"member ids must lie in [0, {members}), got {ids}")
+    taus = member_taus(tau, members, tau_spread)
+    common = dict(device=device, dtype=dtype, fallbacks=fallbacks, **srot_options)
+    full = interval_plans(data, eps, tau, normalize_cost, **common)
     out = []
-    for m in range(members):
-        cells = bootstrap_cells(data.counts, rng) if bootstrap else None
+    for m in ids:
+        if not bootstrap and taus[m] == tau:
+            out.append(full)
+            continue
+        cells = bootstrap_cells(data.counts, np.random.default_rng(member_seed(seed, m)))
+        cells = cells if bootstrap else None
+        # at the optimum a_i exp(-f_i / tau) = r_i, so f scales with tau for similar row sums
+        warm = []
+        for k, p in enumerate(full):
+            f = getattr(p, "potential", None)
+            if f is not None and cells is not None:
+                f = f[torch.as_tensor(cells[k], device=f.device)]
+            warm.append(None if f is None else f * (taus[m] / tau))
         out.append(
             interval_plans(
-                data,
-                eps,
-                float(taus[m]),
-                normalize_cost,
-                device=device,
-                dtype=dtype,
-                cells=cells,
-                fallbacks=fallbacks,
-                **srot_options,
+                data, eps, float(taus[m]), normalize_cost, cells=cells, f_init=warm, **common
             )
         )
     return out
 
 
+@dataclass(frozen=True)
+class StackedPlans(IntervalTargets):
+    """K members' dense plans of one interval, stacked so one call samples for all members.
+
+    Bootstrap resamples keep every snapshot's size, so the members' plans share one shape.
+    x0 (K, n, D), x1 (K, m, D), row_sums (K, n), cdf (K, n * m) as in IntervalPlan.
+    """
+
+    t0: float
+    t1: float
+    x0: torch.Tensor
+    x1: torch.Tensor
+    row_sums: torch.Tensor
+    cdf: torch.Tensor
+    gamma: torch.Tensor  # growth targets (K, n), precomputed: sampled every step
+
+    @classmethod
+    def stack(cls, plans: Sequence[IntervalPlan]) -> StackedPlans:
+        p0 = plans[0]
+        rows = torch.stack([p.row_sums for p in plans])
+        return cls(
+            p0.t0,
+            p0.t1,
+            torch.stack([p.x0 for p in plans]),
+            torch.stack([p.x1 for p in plans]),
+            rows,
+            torch.stack([p.cdf for p in plans]),
+            (rows.log() / (p0.t1 - p0.t0)).to(p0.x0.dtype),
+        )
+
+
+def stack_member_plans(
+    plans: list[list[IntervalPlan | MiniBatchPlan]],
+) -> list[StackedPlans] | list[list[IntervalPlan | MiniBatchPlan]]:
+    """Stack members' plans per interval when all are dense (else return them unchanged)."""
+    if all(isinstance(p, IntervalPlan) for member in plans for p in member):
+        return [StackedPlans.stack(list(ps)) for ps in zip(*plans, strict=True)]
+    return plans
+
+
 def sample_member_pairs(
-    plans: list[list[IntervalPlan]],
+    plans: list[StackedPlans] | list[list[IntervalPlan | MiniBatchPlan]],
     batch_size: int,
     sigma: float,
-    generator: torch.Generator | None = None,
+    generators: Sequence[torch.Generator | None],
 ) -> PairBatch:
-    """Pairs for K members at once, each from its own plans (see ``sample_pairs``).
+    """Pairs for K members at once, member k drawing only from ``generators[k]``.
+
+    Each member's draws depend on its own generator alone, so a member's batches are the same
+    whether it is trained with all others or in a slice of them (another process). With
+    :class:`StackedPlans` the sampling is vectorised over members; per-member plan lists (some
+    interval mini-batch SROT) are sampled member by member with ``sample_pairs``.
 
     Returns
     -------
     PairBatch with a leading member dim: x (K, B, D), t (K, B), u (K, B, D), gamma (K, B),
     B = batch_size * n_intervals.
     """
-    batches = [sample_pairs(p, batch_size, sigma, generator) for p in plans]
-    return PairBatch(
-        torch.stack([b.x for b in batches]),
-        torch.stack([b.t for b in batches]),
-        torch.stack([b.u for b in batches]),
-        torch.stack([b.gamma for b in batches]),
+    stacked = isinstance(plans[0], StackedPlans)
+    members = plans[0].x0.shape[0] if stacked else len(plans)
+    if len(generators) != members:
+        raise ValueError(f"{members} members need as many generators, got {len(generators)}")
+    if not stacked:
+        batches = [
+            sample_pairs(p, batch_size, sigma, g) for p, g in zip(plans, generators, strict=True)
+        ]
+        return PairBatch(
+            *(torch.stack([getattr(b, f) for b in batches]) for f in ("x", "t", "u", "gamma"))
+        )
+    n_int, dim = len(plans), plans[0].x0.shape[-1]
+    p0 = plans[0]
+    dev, dtype = p0.x0.device, p0.x0.dtype
+    # two calls per member and step: uniforms (pair index, s) and the interpolant noise
+    uni = torch.stack(
+        [
+            torch.rand(n_int, 2, batch_size, device=dev, dtype=torch.float64, generator=g)
+            for g in generators
+        ]
     )
+    noise = torch.stack(
+        [
+            torch.randn(n_int, batch_size, dim, device=dev, dtype=dtype, generator=g)
+            for g in generators
+        ]
+    )
+    xs, ts, us, gs = [], [], [], []
+    for k, p in enumerate(plans):
+        m = p.x1.shape[-2]
+        cdf = p.cdf
+        flat = torch.searchsorted(cdf, uni[:, k, 0] * cdf[:, -1:]).clamp_max(cdf.shape[-1] - 1)
+        i, j = flat // m, flat % m
+        s = uni[:, k, 1].to(dtype).unsqueeze(-1)
+        xi = torch.take_along_dim(p.x0, i.unsqueeze(-1), dim=1)
+        yj = torch.take_along_dim(p.x1, j.unsqueeze(-1), dim=1)
+        xs.append((1 - s) * xi + s * yj + sigma * noise[:, k])
+        ts.append(p.t0 + s.squeeze(-1) * p.dt)
+        us.append((yj - xi) / p.dt)
+        gs.append(torch.take_along_dim(p.gamma, i, dim=1))
+    return PairBatch(torch.cat(xs, 1), torch.cat(ts, 1), torch.cat(us, 1), torch.cat(gs, 1))

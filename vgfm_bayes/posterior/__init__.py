@@ -3,13 +3,17 @@ ArviZ export and AnnData write-back."""
 
 from .anndata_io import write_posterior
 from .arviz_export import to_inference_data
-from .predictive import QUANTILES, Posterior, Trajectories, direction_spread, summarise
+from .intervals import QUANTILES, central_interval, prob_positive, quantiles, summarise
+from .predictive import Posterior, Trajectories, direction_spread
 
 __all__ = [
     "QUANTILES",
     "Posterior",
     "Trajectories",
+    "central_interval",
     "direction_spread",
+    "prob_positive",
+    "quantiles",
     "summarise",
     "to_inference_data",
     "write_posterior",

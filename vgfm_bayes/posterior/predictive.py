@@ -12,8 +12,6 @@ import torch
 
 from ..model import VGFMModel, simulate
 
-QUANTILES = (0.05, 0.5, 0.95)
-
 
 @dataclass(frozen=True)
 class Trajectories:
@@ -22,11 +20,13 @@ class Trajectories:
     times : ndarray, shape (T,) -- user time units
     x : ndarray, shape (S, T, N, D) -- positions per draw, time and particle
     log_w : ndarray, shape (S, T, N) -- log-weights; logsumexp(log_w[s, 0]) = 0
+    members : the draws are an ensemble's members (intervals: posterior/intervals.py)
     """
 
     times: np.ndarray
     x: np.ndarray
     log_w: np.ndarray
+    members: bool = False
 
     @property
     def mass(self) -> np.ndarray:
@@ -45,6 +45,12 @@ class Posterior:
         self.model = model
         self.guide = guide
         self.deterministic = deterministic
+
+    @property
+    def members(self) -> bool:
+        """The draws are an ensemble's members: intervals use the Student-t prediction interval
+        for one more member (posterior/intervals.py), not the members' empirical quantiles."""
+        return bool(self.model.member_shape)
 
     def n_draws(self, samples: int) -> int:
         if self.model.member_shape:
@@ -98,20 +104,8 @@ class Posterior:
             times.cpu().numpy().astype(np.float64),
             torch.cat(xs).numpy(),
             torch.cat(lws).numpy(),
+            members=self.members,
         )
-
-
-def summarise(draws: np.ndarray, axis: int = 0) -> dict[str, np.ndarray]:
-    """mean, sd, q05, q50, q95 and P(> 0) over the draw axis."""
-    q = np.quantile(draws, QUANTILES, axis=axis)
-    return {
-        "mean": draws.mean(axis),
-        "sd": draws.std(axis, ddof=1) if draws.shape[axis] > 1 else np.zeros_like(draws.mean(axis)),
-        "q05": q[0],
-        "q50": q[1],
-        "q95": q[2],
-        "p_positive": (draws > 0).mean(axis),
-    }
 
 
 def direction_spread(v: np.ndarray) -> np.ndarray:
