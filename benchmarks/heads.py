@@ -33,11 +33,12 @@ import numpy as np
 import torch
 
 from vgfm_bayes import VGFM, datasets
+from vgfm_bayes.bench import SIMULATOR_SROT
 from vgfm_bayes.data import simulate_populations
 from vgfm_bayes.metrics import growth_calibration
 
 HEADS = ["point", "ensemble", "last_layer", "mean_field"]
-SIM_SROT = {"eps": 0.01, "tau": 0.1, "normalize_cost": True}
+SIM_SROT = SIMULATOR_SROT  # the same as `vgfm-bayes bench --datasets simulator`
 LOO = [("simulation_gene", k) for k in (1, 2, 3)] + [("dyngen", k) for k in (1, 2, 3)]
 
 

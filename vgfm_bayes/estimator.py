@@ -23,6 +23,7 @@ import pyro
 import torch
 
 from .data import DATASETS, DataError, Scaling, TimeCourse, from_anndata, load_data
+from .data.datasets import GENERIC_OT
 from .infer import (
     ConfigError,
     FitConfig,
@@ -185,7 +186,7 @@ class VGFM:
         bundled data set brings its SROT settings); the result is saved with the run."""
         c = self.config
         ds = DATASETS[name].ot if name in DATASETS else {}
-        generic = {"eps": 0.01, "tau": 5.0, "normalize_cost": True}
+        generic = GENERIC_OT
         srot = {
             k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, generic[k])
             for k in generic

@@ -1,6 +1,6 @@
 """Stage 1: load and validate time-course data (CSV, AnnData), bundled data sets."""
 
-from .datasets import DATASETS, DatasetInfo, load
+from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
 from .scaling import Scaling
@@ -17,10 +17,12 @@ __all__ = [
     "from_anndata",
     "gaussian_mixture",
     "gaussian_true_growth",
+    "is_bundled",
     "load",
     "load_data",
     "read_csv",
     "read_h5ad",
     "read_masses",
+    "reference",
     "simulate_populations",
 ]

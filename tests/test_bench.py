@@ -1,0 +1,124 @@
+"""vgfm_bayes/bench.py without fitting: data set names, the job grid, truths, the tables."""
+
+import math
+
+import numpy as np
+import pytest
+
+from vgfm_bayes import ConfigError, DataError
+from vgfm_bayes.bench import (
+    DEFAULT_DATASETS,
+    SIMULATOR,
+    SIMULATOR_SROT,
+    bench_task,
+    expand_datasets,
+    make_jobs,
+    summarise,
+)
+from vgfm_bayes.data import DATASETS
+
+GRID = {"quick": True, "device": "cpu", "samples": 5, "overrides": {}}
+
+
+def test_dataset_names_expand():
+    assert expand_datasets(None) == DEFAULT_DATASETS
+    every = expand_datasets(["dyngen", "all", "dyngen"])
+    assert every[0] == "dyngen" and len(every) == len(set(every))
+    assert set(every) == {*DATASETS, SIMULATOR}
+
+
+def test_simulator_is_seeded_by_the_run_and_carries_its_truth():
+    a, b, c = bench_task(SIMULATOR, 0), bench_task(SIMULATOR, 0), bench_task(SIMULATOR, 1)
+    np.testing.assert_array_equal(a.data.x[1], b.data.x[1])
+    assert not np.array_equal(a.data.x[0], c.data.x[0])
+    assert [len(g) for g in a.truth] == a.data.counts.tolist()
+    assert a.srot == SIMULATOR_SROT
+
+
+def test_gaussian_truth_is_per_cluster_and_other_data_have_none():
+    task = bench_task("gaussian_10d", 0)
+    upper = task.data.x[1][:, 1] > 1.25
+    np.testing.assert_allclose(task.truth[1][upper], math.log(10.0))
+    np.testing.assert_allclose(task.truth[1][~upper], 0.0)
+    assert bench_task("dyngen", 0).truth is None
+
+
+def test_job_grid_order_and_skipped_hold_outs(caplog):
+    jobs = make_jobs(["dyngen", "gaussian_10d"], ["point"], [0, 1], [None, 2], **GRID)
+    keys = [(j["dataset"], j["hold_out"], j["seed"]) for j in jobs]
+    # gaussian_10d has two time points: nothing to hold out there
+    assert keys == [
+        ("dyngen", None, 0),
+        ("dyngen", None, 1),
+        ("dyngen", 2, 0),
+        ("dyngen", 2, 1),
+        ("gaussian_10d", None, 0),
+        ("gaussian_10d", None, 1),
+    ]
+    assert "skipping gaussian_10d with hold-out 2" in caplog.text
+    with pytest.raises(DataError, match="no job left"):
+        make_jobs(["gaussian_10d"], ["point"], [0], [1], **GRID)
+
+
+def test_job_grid_rejects_bad_input_before_any_fit():
+    with pytest.raises(DataError, match="unknown data set|not a bundled"):
+        make_jobs(["no_such_data"], ["point"], [0], [None], **GRID)
+    with pytest.raises(ConfigError, match="unknown model"):
+        make_jobs(["dyngen"], ["pointt"], [0], [None], **GRID)
+    with pytest.raises(ConfigError, match="--seeds"):
+        make_jobs(["dyngen"], ["point"], [0], [None], **{**GRID, "overrides": {"seed": 3}})
+
+
+def _run(dataset, seed, hold_out=None, *, w1=(0.1, 0.2), covered=True, calibration=None):
+    metrics = {
+        "times": [1.0, 2.0],
+        "w1": list(w1),
+        "rme": [0.01, 0.02],
+        "w1_mean": float(np.mean(w1)),
+        "rme_mean": 0.015,
+        "mass_q05": [1.0, 1.1],
+        "mass_q95": [1.2, 1.3],
+        "mass_observed": [1.1, 1.4],
+        "mass_covered": [covered, False],
+        "seconds": {"srot": 1.0, "warmup": 2.0, "joint": 3.0, "fit_total": 6.0 + seed},
+        "peak_rss_mb": 500.0 + seed,
+    }
+    if calibration:
+        metrics["calibration"] = calibration
+    return {
+        "dataset": dataset,
+        "head": "point",
+        "seed": seed,
+        "hold_out": hold_out,
+        "metrics": metrics,
+    }
+
+
+def test_tables_show_per_time_published_loo_calibration_and_failures():
+    cal = {"spearman": 0.9, "coverage": 0.8, "crps": 0.1, "mean_width": 0.5, "truth": "simulator"}
+    runs = [
+        _run("mouse_hematopoiesis", 0, w1=(0.1, 0.3)),
+        _run("mouse_hematopoiesis", 1, w1=(0.3, 0.5)),
+        _run("mouse_hematopoiesis", 0, 1, covered=True),
+        _run("mouse_hematopoiesis", 1, 1, covered=False),
+        _run(SIMULATOR, 0, calibration=cal),
+        {"dataset": "dyngen", "head": "point", "seed": 0, "hold_out": None, "error": "Boom: x"},
+    ]
+    text = summarise(runs)
+    lines = text.splitlines()
+    # W1 per time: mean ± sd over seeds, the published per-time numbers as a row
+    assert "| point | - | 2 | 0.2000 ± 0.1000 | 0.4000 ± 0.1000 | 0.3000 ± 0.1000 |" in text
+    assert "| VGFM (published) | - | - | 0.1052 | 0.1066 | 0.106 | 0.0555 | 0.037 | 0.046 |" in text
+    sections = {part.split("\n", 1)[0]: part for part in text.split("### ")}
+    assert "VGFM (published)" in sections["mouse_hematopoiesis"]
+    assert "VGFM (published)" not in sections["simulator"]  # nothing published for it
+    # wall time per phase and peak memory (max over seeds)
+    assert "| mouse_hematopoiesis | point | - | 2 | 1.0 | 2.0 | 3.0 | 6.5 ± 0.5 | – | 501 |" in text
+    # leave-one-out: held-out W1 / RME, mass interval, covered in 1 of 2 seeds
+    assert "| mouse_hematopoiesis | point | 1 | 2 | 0.1000 ± 0.0000 | 0.0100 ± 0.0000 " in text
+    assert "| [1.000, 1.200] vs 1.100 | 1/2 |" in text
+    # calibration only where a truth exists
+    assert "| simulator | point | - | 1 | 0.900 | 0.800 | 0.100 | 0.500 | simulator |" in text
+    assert "mouse_hematopoiesis | point | - | 2 | 0.9" not in text
+    assert "- dyngen point hold-out - seed 0: Boom: x" in lines
+    assert summarise(runs, level=3).startswith("### W1 and RME per time point")

@@ -1,0 +1,100 @@
+"""benchmarks/write_cards.py: the README's heads table, generated from result files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def write_cards():
+    spec = importlib.util.spec_from_file_location(
+        "write_cards", ROOT / "benchmarks" / "write_cards.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_results(tmp_path):
+    """Two heads on the simulator and two leave-one-out tasks; bench runs of the point head."""
+    rows = [
+        {"part": "sim", "head": "point", "seed": 0, "spearman": 0.9, "coverage": 0.0, "crps": 0.1},
+        {"part": "sim", "head": "point", "seed": 1, "spearman": 0.7, "coverage": 0.0, "crps": 0.3},
+        {
+            "part": "sim",
+            "head": "ensemble",
+            "seed": 0,
+            "spearman": 0.5,
+            "coverage": 0.8,
+            "crps": 0.2,
+        },
+    ]
+    for head, seconds, covered in (("point", 10.0, False), ("ensemble", 40.0, True)):
+        for k in (1, 2):
+            rows.append(
+                {"part": "loo", "head": head, "data": "dyngen", "hold_out": k,
+                 "seconds": seconds * k, "covered": covered and k == 1}
+            )  # fmt: skip
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    def run(seed, w1, hold_out=None):
+        metrics = {"w1_mean": w1, "rme_mean": w1 / 10}
+        return {"dataset": "dyngen", "head": "point", "seed": seed, "hold_out": hold_out,
+                "metrics": metrics}  # fmt: skip
+
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps([run(0, 0.2), run(1, 0.4), run(0, 9.0, hold_out=2)]))
+    return results, bench
+
+
+def test_heads_table_is_written_between_the_markers(tmp_path, write_cards):
+    results, bench = _fake_results(tmp_path)
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nintro\n\n", "\n\n## Next\n\nmore\n"
+    stale = f"{write_cards.README_START}\n| old | table |\n{write_cards.README_END}"
+    readme.write_text(before + stale + after)
+    args = ["--results", str(results), "--bench", str(bench), "--readme", str(readme)]
+    write_cards.main([*args, "--no-cards"])
+    text = readme.read_text()
+    assert text.startswith(before + write_cards.README_START) and text.endswith(
+        write_cards.README_END + after
+    )
+    assert "| old | table |" not in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    # published dyngen numbers; bench means over seeds (hold-out runs left out)
+    assert rows["| VGFM (published)"].startswith(
+        "| VGFM (published) | the authors' numbers | 0.42 / 0.053 |"
+    )
+    assert rows["| `point`"] == (
+        "| `point` | deterministic VGFM | 0.300 / 0.030 | 0.80 / 0.00 / 0.20 | 0/2 | 1.0 |"
+    )
+    # no bench runs for the ensemble; its fits took 4x the point head's on the same tasks
+    assert rows["| `ensemble`"].endswith("| – | 0.50 / 0.80 / 0.20 | 1/2 | 4.0 |")
+    assert rows["| `mean_field`"].endswith("| – | – | – | – |")  # not measured: no numbers
+    assert list(rows)[2:4] == ["| `point`", "| `ensemble`"]  # the baseline first
+    write_cards.main([*args, "--no-cards"])
+    assert readme.read_text() == text  # regenerating changes nothing
+
+
+def test_missing_markers_are_an_error(tmp_path, write_cards):
+    with pytest.raises(ValueError, match="markers"):
+        write_cards.replace_block("# README without markers\n", "table")
+    flipped = f"{write_cards.README_END}\n{write_cards.README_START}\n"
+    with pytest.raises(ValueError, match="markers"):
+        write_cards.replace_block(flipped, "table")
+
+
+def test_repository_readme_table_matches_the_committed_results(write_cards):
+    """The README's table is generated, never typed: rerun write_cards.py after benchmarks."""
+    results_path = "benchmarks/results/heads/results.jsonl"
+    bench_path = "benchmarks/results/bench/bench.json"
+    results = [json.loads(x) for x in (ROOT / results_path).read_text().splitlines() if x.strip()]
+    bench = json.loads((ROOT / bench_path).read_text())
+    block = write_cards.readme_block(results, bench, results_path, bench_path)
+    readme = (ROOT / "README.md").read_text()
+    assert write_cards.replace_block(readme, block) == readme
