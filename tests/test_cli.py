@@ -6,7 +6,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.tiny import TINY
 from vgfm_bayes.cli import main
+from vgfm_bayes.infer import FitConfig
+from vgfm_bayes.zoo import zoo_config
 
 
 def test_cli_end_to_end(tmp_path, tiny_csv, tiny_config, capsys):
@@ -31,6 +34,10 @@ def test_cli_end_to_end(tmp_path, tiny_csv, tiny_config, capsys):
     )
     for f in ("config.json", "weights.pt", "history.json", "metrics.json", "data.npz"):
         assert (run / f).is_file(), f
+    # --config overrides only the keys it sets: the zoo's other settings stay
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["lambda_mass"] == zoo_config("point")["lambda_mass"] != FitConfig.lambda_mass
+    assert saved["warmup_steps"] == TINY["warmup_steps"]
     assert main(["evaluate", str(run), "--quiet"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert set(m) >= {"times", "w1", "rme", "w1_mean", "rme_mean", "held_out"}

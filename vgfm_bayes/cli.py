@@ -59,7 +59,7 @@ def _fit(args) -> None:
             raise ValueError("fit needs --out RUN (a new run folder)")
         config = FitConfig.from_dict(zoo.zoo_config(args.model))
         if args.config:
-            config = config.updated(**FitConfig.from_file(args.config).to_dict())
+            config = config.updated(**read_config_file(args.config))  # only the keys it sets
         overrides = {
             "seed": args.seed,
             "device": args.device,
