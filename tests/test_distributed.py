@@ -87,3 +87,48 @@ def test_torchrun_bench_equals_single_process(tmp_path, tiny, monkeypatch):
     assert _comparable(ranks) == _comparable(single)  # identical numbers, not merely close
     assert sorted(p.name for p in (tmp_path / "ranks").iterdir()) == ["bench.json", "bench.md"]
     assert proc.stdout.count("# vgfm-bayes bench") == 1  # only rank 0 writes the tables
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_torchrun_ensemble_fit_equals_single_process(tmp_path, tiny, monkeypatch):
+    """A 4-member ensemble spread over two ranks (members 0-1 and 2-3): rank 0 saves weights
+    bitwise equal to a one-process fit with the same seed, and the same metrics."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torchrun's default; the same in both runs
+    write_csv(tiny, tmp_path / "tiny.csv")
+    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, "members": 4}))
+    args = ["fit", "tiny.csv", "--model", "ensemble", "--config", "tiny.json", "--quiet"]
+    single = subprocess.run(
+        [sys.executable, "-m", "vgfm_bayes", *args, "--out", "single"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    proc = subprocess.run(
+        [*launch, "2", "-m", "vgfm_bayes", *args, "--out", "ranks"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("fitted ensemble") == 1  # rank 0 alone evaluates and saves
+    a = torch.load(tmp_path / "single" / "weights.pt", weights_only=False)
+    b = torch.load(tmp_path / "ranks" / "weights.pt", weights_only=False)
+    sa, sb = a["guide"], b["guide"]
+    assert sa.keys() == sb.keys()
+    assert all(v.shape[0] == 4 and torch.equal(v, sb[k]) for k, v in sa.items())
+    ma = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "ranks" / "metrics.json").read_text())
+    assert ma["w1"] == mb["w1"] and ma["rme"] == mb["rme"]
+    # a one-network head cannot be spread: a clear error, nothing saved
+    (tmp_path / "point.json").write_text(json.dumps(TINY))
+    bad = subprocess.run(
+        [*launch, "2", "-m", "vgfm_bayes", *args[:2], "--config", "point.json", "--out", "bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "only an ensemble" in bad.stderr
+    assert not (tmp_path / "bad").exists()

@@ -103,3 +103,9 @@ def test_bundled_dataset_settings_survive_hold_out():
     data = datasets.load("dyngen")
     assert m._resolve(data.without(2), data.name)["eps"] == 0.03
     assert m._resolve(data, "user data")["normalize_cost"] is True
+
+
+def test_members_only_for_the_ensemble():
+    with pytest.raises(ConfigError, match="ensemble head only"):
+        VGFM(head="point", members=3)
+    assert VGFM(head="ensemble", members=3).head.members == 3

@@ -21,6 +21,7 @@ from .infer import (
     TrainingError,
     TrainingInterrupted,
     atomic_write,
+    distributed,
     read_config_file,
 )
 from .ot import SROTError
@@ -69,16 +70,22 @@ def _fit(args) -> None:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise FileExistsError(f"--out {out} already exists; choose a new run folder")
         masses = read_masses(args.masses)
-        model = VGFM(config, **overrides)
-        model.fit(
-            args.data,
-            hold_out=args.hold_out,
-            time_key=args.time_key,
-            rep=args.rep,
-            masses=masses,
-            progress=not args.quiet,
-            run_dir=out,
-        )
+        # under torchrun an ensemble's members are spread over the ranks; rank 0 saves
+        with distributed.process_group(args.device) as several:
+            overrides["device"] = distributed.rank_device(args.device)
+            model = VGFM(config, **overrides)
+            model.fit(
+                args.data,
+                hold_out=args.hold_out,
+                time_key=args.time_key,
+                rep=args.rep,
+                masses=masses,
+                progress=not args.quiet and distributed.is_main(),
+                run_dir=None if several else out,
+                distributed=several,
+            )
+        if model.is_partial:
+            return
     metrics = model.evaluate(samples=args.samples)
     metrics["seconds"] = model.history.seconds
     model.save(out, extra={"metrics.json": json.dumps(metrics, indent=2)})

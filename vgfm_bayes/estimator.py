@@ -31,6 +31,7 @@ from .infer import (
     TrainingError,
     atomic_write,
     capture_rng,
+    distributed,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
@@ -143,6 +144,11 @@ class VGFM:
         self.config = config.updated(**overrides)
         self.config.validate()
         get_head(self.config.head)  # unknown head names fail here, before any work
+        if self.config.members not in (None, 1) and self.config.head != "ensemble":
+            raise ConfigError(
+                f"members = {self.config.members} applies to the ensemble head only, not "
+                f"{self.config.head!r}"
+            )
         self.data: TimeCourse | None = None  # the full time course (held-out snapshot included)
         self.hold_out: int | None = None
         self.history: History | None = None
@@ -263,6 +269,7 @@ class VGFM:
         masses=None,
         progress: bool = True,
         run_dir: str | Path | None = None,
+        distributed: bool = False,
     ) -> VGFM:
         """Fit on a TimeCourse, AnnData, CSV / .h5ad path or bundled data set name.
 
@@ -276,7 +283,14 @@ class VGFM:
         run_dir : folder to checkpoint into while training (created when training starts;
             must not exist or be empty). SIGINT / SIGTERM then stop after the current step with
             a checkpoint, and :meth:`resume` continues. Finish with ``save(run_dir)``.
+        distributed : spread an ensemble's members over the torch.distributed process group
+            (processes started by torchrun; see infer/distributed.py). Each rank trains its
+            contiguous share; rank 0 then holds the whole ensemble, equal to a one-process fit
+            with the same seed (members are seeded by (seed, k)), the other ranks their share
+            only (``is_partial``; they must not save). No checkpoints are written meanwhile.
         """
+        if distributed:
+            self._share = self._distributed_share(run_dir)
         data = _as_timecourse(data, time_key, rep, masses)
         train_data = data if hold_out is None else data.without(hold_out)
         run = None if run_dir is None else Path(run_dir)
@@ -293,7 +307,50 @@ class VGFM:
         if run is not None:
             run.mkdir(parents=True, exist_ok=True)
             self._write_fit_record(run)
-        return self._train(plans, srot_seconds, run, progress=progress)
+        self._train(plans, srot_seconds, run, progress=progress)
+        if self._share[1] > 1:
+            self._gather_members()
+        return self
+
+    def _distributed_share(self, run_dir) -> tuple[int, int]:
+        """(rank, world) of this process in the launched process group (checked)."""
+        world = distributed.world_size()
+        if world == 1:
+            return (0, 1)
+        members = self.head.members
+        if members < 2:
+            raise ConfigError(
+                f"head {self.config.head!r} trains one network: only an ensemble's members are "
+                "spread over processes; run it without torchrun"
+            )
+        if members < world:
+            raise ConfigError(f"{members} members cannot be spread over {world} processes")
+        if run_dir is not None:
+            raise ConfigError("a distributed fit writes no checkpoints: pass run_dir=None")
+        return (distributed.rank(), world)
+
+    @property
+    def is_partial(self) -> bool:
+        """True on the ranks > 0 of a distributed fit: they hold only their members."""
+        return self._share != (0, 1)
+
+    def _gather_members(self) -> None:
+        """Rank 0 collects every rank's members (in rank order, i.e. member order) and
+        becomes the whole ensemble; losses are summed over ranks, phase times the slowest."""
+        state = {k: v.detach().cpu() for k, v in self.guide.state_dict().items()}
+        parts = distributed.gather_to_rank0((state, self.history.to_dict()))
+        if parts is None:
+            return
+        merged = {k: torch.cat([p[0][k] for p in parts]) for k in state}
+        hists = [p[1] for p in parts]
+        self._share = (0, 1)
+        self._build(self._internal, self.resolved)
+        self.guide.load_state_dict({k: v.to(self.device) for k, v in merged.items()})
+        self.history = History(
+            [float(sum(v)) for v in zip(*(h["warmup"] for h in hists), strict=True)],
+            [float(sum(v)) for v in zip(*(h["joint"] for h in hists), strict=True)],
+            {k: max(h["seconds"][k] for h in hists) for k in hists[0]["seconds"]},
+        )
 
     @classmethod
     def _restore(cls, run: Path, meta: dict, device: str | None) -> tuple[VGFM, TimeCourse]:
@@ -642,6 +699,10 @@ class VGFM:
         (``fit(run_dir=...)``) is replaced without ``overwrite``.
         """
         self._require_fitted()
+        if self.is_partial:
+            raise RunError(
+                "this process holds only its share of a distributed ensemble; save on rank 0"
+            )
         run = Path(run)
         if run.exists() and not run.is_dir():
             raise RunError(f"{run} exists and is a file; choose a folder name for the run")
