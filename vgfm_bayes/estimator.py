@@ -144,6 +144,8 @@ class VGFM:
         self.config = config.updated(**overrides)
         self.config.validate()
         get_head(self.config.head)  # unknown head names fail here, before any work
+        if self.config.learn_sigmas and self.config.head == "ensemble":
+            raise ConfigError("learn_sigmas is for single-network heads; the ensemble's are fixed")
         if self.config.members not in (None, 1) and self.config.head != "ensemble":
             raise ConfigError(
                 f"members = {self.config.members} applies to the ensemble head only, not "
@@ -253,6 +255,7 @@ class VGFM:
                 resolved["n_effective"],
                 members,
                 kl_weight=self.config.kl_weight,
+                learn_sigmas=self.config.learn_sigmas,
             )
             self.guide = head.build_guide(self.model, init)
             self.guide(None)  # autoguides create their parameters on the first call
@@ -508,6 +511,9 @@ class VGFM:
             raise TrainingError(f"{err}; no checkpoint had been written, {run} removed") from err
         seconds = dict(self.history.seconds)
         self.history.seconds = {"srot": srot_seconds, **seconds}
+        if self.model.learn_sigmas:  # internal units, as sigma_v / sigma_g
+            sv, sg = self.model.noise_scales(self.guide)
+            self.resolved.update(sigma_v_fitted=sv, sigma_g_fitted=sg)
         return self
 
     # ------------------------------------------------------------------ posterior outputs

@@ -25,7 +25,8 @@ class FitConfig:
     divergence, stays on the device), fit_blur its eps as a fraction of the data's diameter.
     Networks: velocity_hidden / growth_hidden widths (default 128 x 3 for D <= 10, else 256 x 5).
     Likelihood: n_effective, the pairs plate's full size (default: source cells over all
-    intervals); sigma_v / sigma_g fixed noise (default the VGFM-equivalent sqrt(D/2), 1/sqrt(2)).
+    intervals); sigma_v / sigma_g fixed noise (default the VGFM-equivalent sqrt(D/2), 1/sqrt(2)),
+    or with ``learn_sigmas`` their starting values, then fitted by MAP (Bayesian heads).
     Training: warm-up SVI on the regression alone, then joint SVI with the simulated W1 and mass
     factor. step_size is the Euler step in user time units (default a tenth of the shortest
     interval).
@@ -56,6 +57,7 @@ class FitConfig:
     sigma_g: float | None = None
     prior_scale: float = 1.0
     kl_weight: float = 1.0  # tempered posterior (VGFMModel): < 1 lets the data outweigh the prior
+    learn_sigmas: bool = False  # sigma_v, sigma_g fitted (MAP) from their starting values
     # head options (used by the heads that have them)
     bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
     tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])

@@ -110,7 +110,7 @@ class Head:
 
     def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
         """AutoDelta started at the network's initial weights (flat priors cannot be sampled)."""
-        return AutoDelta(model, init_loc_fn=init_to_value(values=model.pack(init)))
+        return AutoDelta(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
 
     def plans(
         self,
@@ -243,10 +243,11 @@ class LastLayerHead(Head):
     def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
         # Every (sub-)guide traces the whole model, so each gets the initial values of all
         # sites: the flat-prior body cannot be sampled from its prior.
-        init = init_to_value(values=model.pack(init))
+        init = init_to_value(values=model.initial_values(init))
         started = InitMessenger(init)(model)
         guide = AutoGuideList(started)
-        guide.append(AutoDelta(poutine.block(started, expose=["body"]), init_loc_fn=init))
+        point = ["body", *model.noise_sites]  # MAP: the body and any learned noise scales
+        guide.append(AutoDelta(poutine.block(started, expose=point), init_loc_fn=init))
         guide.append(
             ScaledAutoNormal(
                 poutine.block(started, expose=["last"]),
@@ -277,9 +278,19 @@ class MeanFieldHead(Head):
         }
 
     def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
-        values = model.pack(init)
-        init = init_to_value(values=values)
-        return ScaledAutoNormal(model, init_loc_fn=init, init_scale=self.init_scale)
+        init = init_to_value(values=model.initial_values(init))
+        if not model.noise_sites:
+            return ScaledAutoNormal(model, init_loc_fn=init, init_scale=self.init_scale)
+        started = InitMessenger(init)(model)
+        guide = AutoGuideList(started)
+        noise = model.noise_sites  # learned noise scales: MAP
+        guide.append(AutoDelta(poutine.block(started, expose=noise), init_loc_fn=init))
+        guide.append(
+            ScaledAutoNormal(
+                poutine.block(started, hide=noise), init_loc_fn=init, init_scale=self.init_scale
+            )
+        )
+        return guide
 
 
 HEADS: dict[str, type[Head]] = {
