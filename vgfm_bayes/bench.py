@@ -125,7 +125,12 @@ def _score(job: dict) -> dict:
             model.growth_draws(x, tk, params=params)
             for x, tk in zip(task.data.x, task.data.times, strict=True)
         ]
-        cal = growth_calibration(np.concatenate(draws, 1), np.concatenate(task.truth), LEVEL)
+        cal = growth_calibration(
+            np.concatenate(draws, 1),
+            np.concatenate(task.truth),
+            LEVEL,
+            members=model.posterior.members,  # an ensemble's interval is its Student-t one
+        )
         metrics["calibration"] = {**cal, "truth": task.truth_source, "draws": len(draws[0])}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if model.device.type == "cuda":
