@@ -1,13 +1,13 @@
 """Write the zoo's cards (models/<head>/README.md) and README.md's heads table from measured
 benchmark results.
 
-    python benchmarks/write_cards.py [--results benchmarks/results/heads/results.jsonl]
+    python benchmarks/write_cards.py [--results heads_out/results.jsonl]
                                      [--bench benchmarks/results/bench/bench.json]
                                      [--readme README.md] [--no-cards]
 
-Each card = the head's hand-written about.md + its config + the rows of the two benchmark
-tables for that head: `vgfm-bayes bench` (published data sets) and benchmarks/heads.py
-(calibration on the ground-truth simulator, leave-one-out). The README gets one row per head
+Each card = the head's hand-written about.md + its config + its rows of `vgfm-bayes bench`'s
+results: the data sets fitted whole, the ground-truth simulator's growth calibration and the
+leave-one-out runs (or, with --results, benchmarks/heads.py's records for the last two). The README gets one row per head
 (what it is: the title of its about.md; its measured numbers), written between the markers
 README_START and README_END. No number is typed by hand.
 """
@@ -34,11 +34,39 @@ def _fmt(v: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}" if len(a) > 1 else f"{a.mean():.3f}"
 
 
+def results_from_bench(bench: list[dict]) -> list[dict]:
+    """heads.py-style records from bench runs: "sim" (the simulator's growth calibration, one
+    per seed) and "loo" (held-out W1 / RME and whether the 90% mass interval covers the
+    held-out mass), so the cards can come from `vgfm-bayes bench` alone."""
+    out = []
+    for r in bench:
+        m = r.get("metrics")
+        if m is None:
+            continue
+        seconds = m["seconds"]["fit_total"]
+        if r["dataset"] == "simulator" and r.get("hold_out") is None and "calibration" in m:
+            cal = m["calibration"]
+            keys = ("spearman", "coverage", "crps", "mean_width")
+            out.append({"part": "sim", "head": r["head"], "seed": r["seed"],
+                        "seconds": seconds, **{k: cal[k] for k in keys}})  # fmt: skip
+        elif r.get("hold_out") is not None:
+            i = r["hold_out"] - 1  # metrics are per time after the first
+            out.append(
+                {"part": "loo", "head": r["head"], "data": r["dataset"],
+                 "hold_out": r["hold_out"], "seed": r["seed"], "seconds": seconds,
+                 "w1": m["w1_held_out"], "rme": m["rme_held_out"],
+                 "mass_q05": m["mass_q05"][i], "mass_q95": m["mass_q95"][i],
+                 "mass_observed": m["mass_observed"][i],
+                 "covered": m["mass_covered_held_out"]}
+            )  # fmt: skip
+    return out
+
+
 def card(head: str, results: list[dict], source: str, bench: list[dict]) -> str:
     folder = ROOT / "models" / head
     lines = [(folder / "about.md").read_text().rstrip(), ""]
     lines += ["## Config", "", "```toml", (folder / "config.toml").read_text().rstrip(), "```", ""]
-    mine = [r for r in bench if r["head"] == head]
+    mine = [r for r in bench if r["head"] == head and r.get("hold_out") is None]
     if mine:
         lines += [
             "## Published benchmark data sets",
@@ -52,9 +80,9 @@ def card(head: str, results: list[dict], source: str, bench: list[dict]) -> str:
     lines += [
         "## Measured",
         "",
-        f"Produced by `python benchmarks/heads.py --out benchmarks/results/heads --threads 1` "
-        f"and written here by `python benchmarks/write_cards.py` from `{source}` (2 shared "
-        "CPU cores, torch 1 thread; other jobs ran on the machine, so wall times are noisy).",
+        f"Written here by `python benchmarks/write_cards.py` from `{source}` (the simulator "
+        "and leave-one-out runs of `vgfm-bayes bench`, or `python benchmarks/heads.py`; 2 "
+        "CPU cores).",
         "",
     ]
     sim = [r for r in results if r["part"] == "sim" and r["head"] == head]
@@ -188,14 +216,21 @@ def readme_block(results: list[dict], bench: list[dict], results_path, bench_pat
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--results", default="benchmarks/results/heads/results.jsonl")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="heads.py results.jsonl (default: the simulator and hold-out runs in --bench)",
+    )
     p.add_argument("--bench", default="benchmarks/results/bench/bench.json")
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="README with the markers")
     p.add_argument("--no-cards", action="store_true", help="only update the README's table")
     args = p.parse_args(argv)
-    path = Path(args.results)
-    results = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).is_file() else []
+    if args.results is None:
+        results, args.results = results_from_bench(bench), args.bench
+    else:
+        lines = Path(args.results).read_text().splitlines()
+        results = [json.loads(x) for x in lines if x.strip()]
     if not args.no_cards:
         for head in available():
             out = ROOT / "models" / head / "README.md"

@@ -36,16 +36,27 @@ def _fake_results(tmp_path):
     for head, seconds, covered in (("point", 10.0, False), ("ensemble", 40.0, True)):
         for k in (1, 2):
             rows.append(
-                {"part": "loo", "head": head, "data": "dyngen", "hold_out": k,
-                 "seconds": seconds * k, "covered": covered and k == 1}
-            )  # fmt: skip
+                {
+                    "part": "loo",
+                    "head": head,
+                    "data": "dyngen",
+                    "hold_out": k,
+                    "seconds": seconds * k,
+                    "covered": covered and k == 1,
+                }
+            )
     results = tmp_path / "results.jsonl"
     results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
     def run(seed, w1, hold_out=None):
         metrics = {"w1_mean": w1, "rme_mean": w1 / 10}
-        return {"dataset": "dyngen", "head": "point", "seed": seed, "hold_out": hold_out,
-                "metrics": metrics}  # fmt: skip
+        return {
+            "dataset": "dyngen",
+            "head": "point",
+            "seed": seed,
+            "hold_out": hold_out,
+            "metrics": metrics,
+        }
 
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps([run(0, 0.2), run(1, 0.4), run(0, 9.0, hold_out=2)]))
@@ -91,10 +102,50 @@ def test_missing_markers_are_an_error(tmp_path, write_cards):
 
 def test_repository_readme_table_matches_the_committed_results(write_cards):
     """The README's table is generated, never typed: rerun write_cards.py after benchmarks."""
-    results_path = "benchmarks/results/heads/results.jsonl"
     bench_path = "benchmarks/results/bench/bench.json"
-    results = [json.loads(x) for x in (ROOT / results_path).read_text().splitlines() if x.strip()]
     bench = json.loads((ROOT / bench_path).read_text())
-    block = write_cards.readme_block(results, bench, results_path, bench_path)
+    results = write_cards.results_from_bench(bench)
+    block = write_cards.readme_block(results, bench, bench_path, bench_path)
     readme = (ROOT / "README.md").read_text()
     assert write_cards.replace_block(readme, block) == readme
+
+
+def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
+    cal = {"spearman": 0.9, "coverage": 0.85, "crps": 0.05, "mean_width": 0.2, "truth": "x"}
+    sim = {
+        "dataset": "simulator",
+        "head": "ensemble",
+        "seed": 1,
+        "hold_out": None,
+        "metrics": {"seconds": {"fit_total": 30.0}, "calibration": cal},
+    }
+    loo = {
+        "dataset": "dyngen",
+        "head": "point",
+        "seed": 0,
+        "hold_out": 2,
+        "metrics": {
+            "seconds": {"fit_total": 9.0},
+            "w1_held_out": 1.2,
+            "rme_held_out": 0.4,
+            "mass_q05": [1.0, 0.5, 0.7],
+            "mass_q95": [1.0, 0.6, 0.8],
+            "mass_observed": [0.7, 0.4, 0.6],
+            "mass_covered_held_out": False,
+        },
+    }
+    failed = {"dataset": "dyngen", "head": "point", "seed": 0, "hold_out": None, "error": "x"}
+    out = write_cards.results_from_bench([sim, loo, failed])
+    assert out[0] == {
+        "part": "sim",
+        "head": "ensemble",
+        "seed": 1,
+        "seconds": 30.0,
+        "spearman": 0.9,
+        "coverage": 0.85,
+        "crps": 0.05,
+        "mean_width": 0.2,
+    }
+    assert out[1]["part"] == "loo" and out[1]["hold_out"] == 2 and out[1]["covered"] is False
+    assert (out[1]["mass_q05"], out[1]["mass_q95"], out[1]["mass_observed"]) == (0.5, 0.6, 0.4)
+    assert len(out) == 2
