@@ -7,9 +7,9 @@ benchmark results.
 
 Each card = the head's hand-written about.md + its config + its rows of `vgfm-bayes bench`'s
 results: the data sets fitted whole, the ground-truth simulator's growth calibration and the
-leave-one-out runs (or, with --results, benchmarks/heads.py's records for the last two). The README gets one row per head
-(what it is: the title of its about.md; its measured numbers), written between the markers
-README_START and README_END. No number is typed by hand.
+leave-one-out runs (or, with --results, benchmarks/heads.py's records for the last two). The
+README gets one row per head (what it is: the title of its about.md; its measured numbers),
+written between the markers README_START and README_END. No number is typed by hand.
 """
 
 from __future__ import annotations
