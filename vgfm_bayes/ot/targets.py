@@ -278,20 +278,17 @@ class StackedPlans(IntervalTargets):
     x1: torch.Tensor
     row_sums: torch.Tensor
     cdf: torch.Tensor
-    gamma: torch.Tensor  # growth targets (K, n), precomputed: sampled every step
 
     @classmethod
     def stack(cls, plans: Sequence[IntervalPlan]) -> StackedPlans:
         p0 = plans[0]
-        rows = torch.stack([p.row_sums for p in plans])
         return cls(
             p0.t0,
             p0.t1,
             torch.stack([p.x0 for p in plans]),
             torch.stack([p.x1 for p in plans]),
-            rows,
+            torch.stack([p.row_sums for p in plans]),
             torch.stack([p.cdf for p in plans]),
-            (rows.log() / (p0.t1 - p0.t0)).to(p0.x0.dtype),
         )
 
 
@@ -352,6 +349,7 @@ def sample_member_pairs(
     xs, ts, us, gs = [], [], [], []
     for k, p in enumerate(plans):
         m = p.x1.shape[-2]
+        gamma = p.growth_targets  # (K, n), from the IntervalTargets mixin
         cdf = p.cdf
         flat = torch.searchsorted(cdf, uni[:, k, 0] * cdf[:, -1:]).clamp_max(cdf.shape[-1] - 1)
         i, j = flat // m, flat % m
@@ -361,5 +359,5 @@ def sample_member_pairs(
         xs.append((1 - s) * xi + s * yj + sigma * noise[:, k])
         ts.append(p.t0 + s.squeeze(-1) * p.dt)
         us.append((yj - xi) / p.dt)
-        gs.append(torch.take_along_dim(p.gamma, i, dim=1))
+        gs.append(torch.take_along_dim(gamma, i, dim=1))
     return PairBatch(torch.cat(xs, 1), torch.cat(ts, 1), torch.cat(us, 1), torch.cat(gs, 1))
