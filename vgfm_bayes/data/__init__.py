@@ -4,11 +4,18 @@ from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
 from .scaling import Scaling
-from .simulate import GroundTruth, simulate_populations
+from .simulate import (
+    SIMULATOR_KINDS,
+    GroundTruth,
+    simulate,
+    simulate_populations,
+    simulate_reweighting,
+)
 from .timecourse import DataError, TimeCourse
 
 __all__ = [
     "DATASETS",
+    "SIMULATOR_KINDS",
     "DataError",
     "DatasetInfo",
     "GroundTruth",
@@ -24,5 +31,7 @@ __all__ = [
     "read_h5ad",
     "read_masses",
     "reference",
+    "simulate",
     "simulate_populations",
+    "simulate_reweighting",
 ]
