@@ -1,0 +1,71 @@
+"""metrics.score: per-draw and pooled W1 of a posterior predictive, mass interval half-width."""
+
+import numpy as np
+import pytest
+
+from vgfm_bayes.data import TimeCourse
+from vgfm_bayes.metrics import score
+from vgfm_bayes.ot import w1_exact
+from vgfm_bayes.posterior import Trajectories
+
+
+def _traj(x_t1: np.ndarray, log_w_t1: np.ndarray | None = None) -> Trajectories:
+    """Draws (S, N, D) at t = 1 from a common start at t = 0."""
+    s, n, d = x_t1.shape
+    x = np.stack([np.zeros((s, n, d)), x_t1], axis=1)
+    log_w = np.full((s, 2, n), -np.log(n))
+    if log_w_t1 is not None:
+        log_w[:, 1] = log_w_t1
+    return Trajectories(np.array([0.0, 1.0]), x, log_w)
+
+
+def _data(y: np.ndarray, n0: int) -> TimeCourse:
+    return TimeCourse(np.array([0.0, 1.0]), (np.zeros((n0, y.shape[1])), y), None)
+
+
+def test_identical_draws_pooled_equals_per_draw_equals_one_draw():
+    rng = np.random.default_rng(0)
+    one, y = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) + 0.3
+    out = score(_traj(np.stack([one] * 4)), _data(y, 30))
+    single = w1_exact(one, np.ones(30), y)
+    assert out["w1_per_draw"] == pytest.approx([single])
+    assert out["w1_pooled"] == pytest.approx([single])
+    assert out["w1"] == out["w1_per_draw"] and out["w1_pooled_draws"] == [4]
+
+
+def test_two_draws_shifted_symmetrically_pool_to_the_truth():
+    """Cells half at -1, half at +1; draw A puts all mass at -1, draw B at +1: each draw moves
+    half its mass by 2 (W1 = 1), the pooled predictive is the observed law (W1 = 0)."""
+    y = np.array([[-1.0], [1.0]] * 10)
+    draws = np.stack([np.full((10, 1), -1.0), np.full((10, 1), 1.0)])
+    out = score(_traj(draws), _data(y, 10))
+    assert out["w1_per_draw"] == pytest.approx([1.0])
+    assert out["w1_pooled"] == pytest.approx([0.0], abs=1e-12)
+    assert out["w1_pooled_mean"] < out["w1_per_draw_mean"]
+
+
+def test_pooled_never_exceeds_per_draw_and_uses_each_draws_weights():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(5, 25, 2)), rng.normal(size=(35, 2))
+    log_w = rng.normal(size=(5, 25))
+    out = score(_traj(x, log_w), _data(y, 25))
+    assert out["w1_pooled"][0] <= out["w1_per_draw"][0] + 1e-12
+    # pooling only as many draws as fit the budget (25 x 35 pairs per draw: 2 draws)
+    few = score(_traj(x, log_w), _data(y, 25), pooled_max_pairs=2 * 25 * 35)
+    assert few["w1_pooled_draws"] == [2]
+    two = np.concatenate([x[0], x[1]])
+    w = np.concatenate([np.exp(log_w[i]) / np.exp(log_w[i]).sum() for i in (0, 1)])
+    assert few["w1_pooled"][0] == pytest.approx(w1_exact(two, w, y))
+
+
+def test_mass_half_width_relative_to_the_observed_mass():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 10, 1))
+    log_w = np.log(np.linspace(0.5, 1.5, 50))[:, None] + np.full((50, 10), -np.log(10))
+    y = rng.normal(size=(20, 1))
+    out = score(_traj(x, log_w), _data(y, 10), held_out=1)  # observed mass 2.0
+    lo, hi = out["mass_q05"][0], out["mass_q95"][0]
+    assert out["mass_observed"] == [2.0]
+    assert out["mass_halfwidth_rel"] == pytest.approx([(hi - lo) / 4])
+    assert out["mass_halfwidth_rel_held_out"] == out["mass_halfwidth_rel"][0]
+    assert out["w1_pooled_held_out"] == out["w1_pooled"][0]
