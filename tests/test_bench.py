@@ -9,13 +9,15 @@ from vgfm_bayes import ConfigError, DataError
 from vgfm_bayes.bench import (
     DEFAULT_DATASETS,
     SIMULATOR,
-    SIMULATOR_SROT,
+    SIMULATORS,
+    Task,
     bench_task,
     expand_datasets,
     make_jobs,
     summarise,
 )
-from vgfm_bayes.data import DATASETS
+from vgfm_bayes.bench_tables import loo_summary
+from vgfm_bayes.data import DATASETS, is_bundled
 
 GRID = {"quick": True, "device": "cpu", "samples": 5, "overrides": {}}
 
@@ -24,15 +26,19 @@ def test_dataset_names_expand():
     assert expand_datasets(None) == DEFAULT_DATASETS
     every = expand_datasets(["dyngen", "all", "dyngen"])
     assert every[0] == "dyngen" and len(every) == len(set(every))
-    assert set(every) == {*DATASETS, SIMULATOR}
+    assert set(every) == {*DATASETS, "simulator", "simulator_reweight"}
 
 
-def test_simulator_is_seeded_by_the_run_and_carries_its_truth():
-    a, b, c = bench_task(SIMULATOR, 0), bench_task(SIMULATOR, 0), bench_task(SIMULATOR, 1)
+@pytest.mark.parametrize("name", ["simulator", "simulator_reweight"])
+def test_simulators_are_seeded_by_the_run_carry_their_truth_and_no_settings(name):
+    a, b, c = bench_task(name, 0), bench_task(name, 0), bench_task(name, 1)
     np.testing.assert_array_equal(a.data.x[1], b.data.x[1])
     assert not np.array_equal(a.data.x[0], c.data.x[0])
     assert [len(g) for g in a.truth] == a.data.counts.tolist()
-    assert a.srot == SIMULATOR_SROT
+    # user data: no bundled name (so no bundled SROT settings) and no settings of its own
+    assert not is_bundled(a.data.name)
+    assert set(Task.__dataclass_fields__) == {"data", "truth", "truth_source"}
+    assert SIMULATORS[name] in ("separated", "reweight") and SIMULATOR in SIMULATORS
 
 
 def test_gaussian_truth_is_per_cluster_and_other_data_have_none():
@@ -122,3 +128,63 @@ def test_tables_show_per_time_published_loo_calibration_and_failures():
     assert "mouse_hematopoiesis | point | - | 2 | 0.9" not in text
     assert "- dyngen point hold-out - seed 0: Boom: x" in lines
     assert summarise(runs, level=3).startswith("### W1 and RME per time point")
+
+
+def _loo_run(head, seed, w1, covered, *, dataset="dyngen", posterior_mean=None):
+    run = _run(dataset, seed, 1, w1=(w1, 0.5), covered=covered)
+    run["head"] = head
+    run["metrics"]["w1_pooled"] = [w1 / 2, 0.4]
+    run["metrics"]["w1_pooled_mean"] = (w1 / 2 + 0.4) / 2
+    run["metrics"]["posterior_mean"] = posterior_mean
+    return run
+
+
+def test_loo_summary_per_head_and_its_table():
+    pm = {"w1": [0.3, 0.6], "w1_mean": 0.45, "rme": [0.0, 0.0], "rme_mean": 0.0}
+    runs = [
+        _loo_run("point", 0, 0.2, False, posterior_mean=pm),
+        _loo_run("point", 1, 0.4, True, posterior_mean=pm),
+        _loo_run("ensemble", 0, 0.3, True),
+        _loo_run("ensemble", 1, 0.2, True),
+        _loo_run("ensemble", 2, 0.9, False),  # no point run on this task: no ratio
+    ]
+    s = loo_summary(runs)
+    assert s["point"]["tasks"] == 2 and s["point"]["covered"] == 0.5
+    # interval [1.0, 1.2] against the observed 1.1 at every task: half-width 0.1 / 1.1
+    assert s["ensemble"]["halfwidth_rel"] == pytest.approx(0.1 / 1.1)
+    assert s["ensemble"]["covered"] == pytest.approx(2 / 3)
+    assert s["ensemble"]["w1"] == pytest.approx(1.4 / 3)
+    assert s["ensemble"]["w1_vs_point"] == pytest.approx((0.3 / 0.2 + 0.2 / 0.4) / 2)
+    assert s["point"]["w1_vs_point"] == pytest.approx(1.0)
+    text = summarise(runs)
+    assert "| point | 2 | 0.50 | 0.091 | 0.3000 | 1.00 |" in text
+    assert "| ensemble | 3 | 0.67 | 0.091 | 0.4667 | 1.00 |" in text
+    # the per-task table: half-width beside the coverage, pooled and posterior-mean W1
+    assert "| [1.000, 1.200] vs 1.100 | 1/2 | 0.091 | 0.1500 | 0.3000 |" in text
+    assert "| [1.000, 1.200] vs 1.100 | 3/3 |" not in text
+    # three W1 per run (means over times): per draw, pooled, posterior mean (none: "–")
+    assert (
+        "| dyngen | point | 1 | 2 | 0.4000 ± 0.0500 | 0.2750 ± 0.0250 | 0.4500 ± 0.0000 |" in text
+    )
+    assert "| dyngen | ensemble | 1 | 3 |" in text and "| – |\n" in text
+
+
+def test_simulator_calibration_table_per_kind_and_old_records():
+    def cal(spearman, coverage, width=None):
+        c = {"spearman": spearman, "coverage": coverage, "crps": 0.1, "truth": "simulator"}
+        return c if width is None else {**c, "mean_width": width}
+
+    runs = [
+        _run("simulator_reweight", 0, calibration=cal(0.1, 0.5, 1.0)),
+        _run("simulator", 0, calibration=cal(0.9, 0.8, 0.2)),
+        _run("simulator", 1, calibration=cal(0.7, 0.6, 0.4)),
+        _run("gaussian_10d", 0, calibration=cal(0.9, 0.8)),  # no width recorded: "–"
+    ]
+    text = summarise(runs)
+    table = text.split("Simulator calibration per kind")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+    assert rows == [
+        "| separated | point | 2 | 0.800 ± 0.100 | 0.700 ± 0.100 | 0.300 ± 0.100 |",
+        "| reweight | point | 1 | 0.100 | 0.500 | 1.000 |",
+    ]
+    assert "| gaussian_10d | point | - | 1 | 0.900 | 0.800 | 0.100 | – |" in text
