@@ -31,6 +31,18 @@ def _fake_results(tmp_path):
             "spearman": 0.5,
             "coverage": 0.8,
             "crps": 0.2,
+            "mean_width": 0.3,
+            "kind": "separated",
+        },
+        {
+            "part": "sim",
+            "head": "ensemble",
+            "seed": 0,
+            "spearman": 0.1,
+            "coverage": 0.9,
+            "crps": 0.4,
+            "mean_width": 1.0,
+            "kind": "reweight",
         },
     ]
     for head, seconds, covered in (("point", 10.0, False), ("ensemble", 40.0, True)):
@@ -43,6 +55,7 @@ def _fake_results(tmp_path):
                     "hold_out": k,
                     "seconds": seconds * k,
                     "covered": covered and k == 1,
+                    **({"halfwidth_rel": 0.1 * k} if head == "ensemble" else {}),
                 }
             )
     results = tmp_path / "results.jsonl"
@@ -81,12 +94,17 @@ def test_heads_table_is_written_between_the_markers(tmp_path, write_cards):
     assert rows["| VGFM (published)"].startswith(
         "| VGFM (published) | the authors' numbers | 0.42 / 0.053 |"
     )
+    # simulator kinds separated / reweight (Spearman / coverage / width / CRPS; records without
+    # a width or a kind: "–" and separated), LOO covered, median half-width / mass, fit time
     assert rows["| `point`"] == (
-        "| `point` | deterministic VGFM | 0.300 / 0.030 | 0.80 / 0.00 / 0.20 | 0/2 | 1.0 |"
+        "| `point` | deterministic VGFM | 0.300 / 0.030 | 0.80 / 0.00 / – / 0.20 | – | 0/2 "
+        "| – | 1.0 |"
     )
     # no bench runs for the ensemble; its fits took 4x the point head's on the same tasks
-    assert rows["| `ensemble`"].endswith("| – | 0.50 / 0.80 / 0.20 | 1/2 | 4.0 |")
-    assert rows["| `mean_field`"].endswith("| – | – | – | – |")  # not measured: no numbers
+    assert rows["| `ensemble`"].endswith(
+        "| – | 0.50 / 0.80 / 0.30 / 0.20 | 0.10 / 0.90 / 1.00 / 0.40 | 1/2 | 0.150 | 4.0 |"
+    )
+    assert rows["| `mean_field`"].endswith("| – | – | – | – | – | – |")  # not measured
     assert list(rows)[2:4] == ["| `point`", "| `ensemble`"]  # the baseline first
     write_cards.main([*args, "--no-cards"])
     assert readme.read_text() == text  # regenerating changes nothing
@@ -139,6 +157,7 @@ def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
     assert out[0] == {
         "part": "sim",
         "head": "ensemble",
+        "kind": "separated",
         "seed": 1,
         "seconds": 30.0,
         "spearman": 0.9,
@@ -148,4 +167,13 @@ def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
     }
     assert out[1]["part"] == "loo" and out[1]["hold_out"] == 2 and out[1]["covered"] is False
     assert (out[1]["mass_q05"], out[1]["mass_q95"], out[1]["mass_observed"]) == (0.5, 0.6, 0.4)
+    # an older record: the half-width from its quantiles, no pooled / posterior-mean W1
+    assert out[1]["halfwidth_rel"] == pytest.approx(0.05 / 0.4)
+    assert out[1]["w1_pooled"] is None and out[1]["w1_posterior_mean"] is None
     assert len(out) == 2
+    reweight = {**sim, "dataset": "simulator_reweight"}
+    new = {**loo, "metrics": {**loo["metrics"], "w1_pooled_held_out": 1.0}}
+    new["metrics"]["posterior_mean"] = {"w1_held_out": 1.1}
+    out = write_cards.results_from_bench([reweight, new])
+    assert out[0]["kind"] == "reweight"
+    assert (out[1]["w1_pooled"], out[1]["w1_posterior_mean"]) == (1.0, 1.1)
