@@ -31,7 +31,7 @@ def test_ensemble_has_no_posterior_mean_and_keeps_its_member_interval():
     model = VGFM.from_zoo("ensemble", **cfg, seed=0).fit(make_tiny(), hold_out=1, progress=False)
     assert posterior_mean_params(model) is None and evaluate_posterior_mean(model) is None
     m = evaluate(model, samples=4)
-    assert m["samples"] == 3 and m["w1_pooled_draws"] == [3, 3]
+    assert m["samples"] == 3 and m["w1_pooled_particles"] == [30, 30]
     assert m["w1_pooled_held_out"] == m["w1_pooled"][0]
     # the members' Student-t interval, although VGFM.simulate drops the mark on user data
     traj = model.simulate(x0=model.data.x[0], times=model.data.times)

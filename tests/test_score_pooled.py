@@ -30,7 +30,7 @@ def test_identical_draws_pooled_equals_per_draw_equals_one_draw():
     single = w1_exact(one, np.ones(30), y)
     assert out["w1_per_draw"] == pytest.approx([single])
     assert out["w1_pooled"] == pytest.approx([single])
-    assert out["w1"] == out["w1_per_draw"] and out["w1_pooled_draws"] == [4]
+    assert out["w1"] == out["w1_per_draw"] and out["w1_pooled_particles"] == [30]
 
 
 def test_two_draws_shifted_symmetrically_pool_to_the_truth():
@@ -50,12 +50,15 @@ def test_pooled_never_exceeds_per_draw_and_uses_each_draws_weights():
     log_w = rng.normal(size=(5, 25))
     out = score(_traj(x, log_w), _data(y, 25))
     assert out["w1_pooled"][0] <= out["w1_per_draw"][0] + 1e-12
-    # pooling only as many draws as fit the budget (25 x 35 pairs per draw: 2 draws)
-    few = score(_traj(x, log_w), _data(y, 25), pooled_max_pairs=2 * 25 * 35)
-    assert few["w1_pooled_draws"] == [2]
-    two = np.concatenate([x[0], x[1]])
-    w = np.concatenate([np.exp(log_w[i]) / np.exp(log_w[i]).sum() for i in (0, 1)])
-    assert few["w1_pooled"][0] == pytest.approx(w1_exact(two, w, y))
+    assert out["w1_pooled_particles"] == [25]  # every particle of every draw
+    w = np.concatenate([np.exp(lw) / np.exp(lw).sum() for lw in log_w]) / 5
+    assert out["w1_pooled"][0] == pytest.approx(w1_exact(x.reshape(-1, 2), w, y))
+    # beyond the budget every draw gives an equal random subset: 50 particles in all
+    few = score(_traj(x, log_w), _data(y, 25), pooled_max_pairs=50 * 35)
+    assert few["w1_pooled_particles"] == [10]
+    assert few["w1_pooled"][0] <= few["w1_per_draw"][0]
+    # at least one draw's worth of particles, whatever the budget
+    assert score(_traj(x, log_w), _data(y, 25), pooled_max_pairs=1)["w1_pooled_particles"] == [5]
 
 
 def test_mass_half_width_relative_to_the_observed_mass():

@@ -20,7 +20,8 @@ EXACT_MAX_PAIRS = 16_000_000
 MINIBATCH_SIZE = 2000
 MINIBATCH_REPEATS = 5
 # The pooled predictive (all draws' particles together) is scored exactly on at most this many
-# pooled particle x cell pairs (a 2,000 x 2,000 simplex): beyond it fewer draws are pooled.
+# pooled particle x cell pairs (a 2,000 x 2,000 simplex), or on one draw's worth of particles
+# where that is more: beyond it every draw gives an equal random subset of its particles.
 POOLED_MAX_PAIRS = 4_000_000
 
 
@@ -79,9 +80,11 @@ def score(
     its own, then averaged) and "w1_pooled" (all draws' particles pooled, weights divided by S:
     the W1 of the predictive distribution itself). W1 is convex in the predicted measure, so
     pooled <= per-draw; they are equal for identical draws. The pooled set has S x N
-    particles: where that times the cells exceeds ``pooled_max_pairs``, only the first
-    S' = pooled_max_pairs // (N n_k) draws are pooled (at least one; "w1_pooled_draws" per time
-    says how many), and where even one draw is too large, the mini-batch estimate is used.
+    particles: where S N n_k exceeds ``pooled_max_pairs``, every draw contributes the same
+    number of its particles, a random subset (weights renormalised within the draw), so that
+    the pooled set holds max(pooled_max_pairs // n_k, N) particles ("w1_pooled_particles" per
+    time: particles per draw, N when all are used); where one draw is already scored by
+    mini-batches, so is the pooled set.
 
     Parameters
     ----------
@@ -107,18 +110,29 @@ def score(
 
     w1_draws = np.array([[w1_at(s, i, k) for i, k in enumerate(ks)] for s in range(w.shape[0])])
     w1 = w1_draws.mean(0)
-    pooled, pooled_draws = [], []
+    n_draws = w.shape[0]
+    pooled, pooled_particles = [], []
     for i, k in enumerate(ks):
-        n_pool = max(1, min(w.shape[0], pooled_max_pairs // (n_particles * len(data.x[k]))))
-        x_pool = traj.x[:n_pool, k].reshape(-1, traj.x.shape[-1])
-        w_pool = (w[:n_pool, k] / w[:n_pool, k].sum(-1, keepdims=True)).reshape(-1) / n_pool
+        budget = max(pooled_max_pairs // len(data.x[k]), n_particles)
+        each = n_particles if not exact[i] else min(n_particles, max(1, budget // n_draws))
+        pooled_particles.append(int(each))
+        if n_draws == 1:  # the pooled predictive is the one draw
+            pooled.append(float(w1[i]))
+            continue
+        if each == n_particles:
+            keep = np.broadcast_to(np.arange(n_particles), (n_draws, n_particles))
+        else:
+            keep = np.stack([rng.choice(n_particles, each, replace=False) for _ in range(n_draws)])
+        rows = np.arange(n_draws)[:, None]
+        x_pool = traj.x[rows, k, keep].reshape(-1, traj.x.shape[-1])
+        w_keep = w[rows, k, keep]
+        w_pool = (w_keep / w_keep.sum(-1, keepdims=True)).reshape(-1) / n_draws
         if exact[i]:
             pooled.append(w1_exact(x_pool, w_pool, data.x[k]))
         else:
             pooled.append(
                 w1_minibatch(x_pool, w_pool, data.x[k], minibatch_size, minibatch_repeats, rng)
             )
-        pooled_draws.append(int(n_pool))
     mass_mean = mass[:, ks].mean(0)
     observed = data.masses[ks]
     rme = relative_mass_error(mass_mean, observed)
@@ -140,7 +154,7 @@ def score(
         "w1_per_draw_mean": float(w1.mean()),
         "w1_pooled": pooled,
         "w1_pooled_mean": float(np.mean(pooled)),
-        "w1_pooled_draws": pooled_draws,
+        "w1_pooled_particles": pooled_particles,
         "w1_sd": w1_draws.std(0).tolist(),
         "samples": int(w.shape[0]),
         "w1_method": ["exact" if e else "minibatch" for e in exact],
