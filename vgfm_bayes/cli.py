@@ -1,4 +1,4 @@
-"""Command line: ``vgfm-bayes fit|evaluate|simulate|growth|demo|bench`` (DESIGN 6)."""
+"""Command line: ``vgfm-bayes fit|tune|evaluate|simulate|growth|demo|bench`` (DESIGN 6)."""
 
 from __future__ import annotations
 
@@ -106,6 +106,40 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tune(args) -> None:
+    """Print the held-out-snapshot SROT score table of DATA (or the one a run recorded)."""
+    from .data import load_data
+    from .ot.tune import TuneResult, tune_srot
+
+    src = Path(args.data)
+    if (src / "config.json").is_file():
+        meta = json.loads((src / "config.json").read_text())
+        recorded = meta.get("resolved", {}).get("srot_tuning")
+        if recorded is None:
+            raise RunError(f"{src}: this run's SROT settings were given, not tuned (no table)")
+        result = TuneResult.from_dict(recorded)
+    else:
+        masses = read_masses(args.masses) if args.masses else None
+        data = load_data(args.data, time_key=args.time_key, rep=args.rep, masses=masses)
+        if args.hold_out is not None:
+            data = data.without(args.hold_out)
+        result = tune_srot(data, seed=args.seed)
+    print(result.table() if result.rows else "(fewer than 3 snapshots: nothing to score)")
+    best = result.best
+    print(f"\nbest: eps={best['eps']:g} tau={best['tau']:g} (max-normalised cost)")
+    print(
+        "mixture: "
+        + ", ".join(
+            f"eps={m['eps']:g} tau={m['tau']:g} w={m['weight']:.3f}" for m in result.mixture()
+        )
+    )
+    print(f"scored in {result.seconds:.2f} s")
+    if args.out:
+        text = json.dumps(result.to_dict(), indent=2).encode()
+        atomic_write(Path(args.out), lambda fh: fh.write(text))
+        log.info("wrote %s", args.out)
 
 
 def _evaluate(args) -> None:
@@ -252,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--samples", type=int, default=20, help="posterior draws for evaluation")
     common(sp, data_opts=True)
     sp.set_defaults(func=_fit)
+
+    sp = sub.add_parser(
+        "tune",
+        help="score SROT settings on held-out snapshots (no training); DATA or a fitted RUN",
+    )
+    sp.add_argument("data", help="CSV / .h5ad file, bundled data set name, or run folder")
+    sp.add_argument("--hold-out", type=int, default=None, help="time index left out of the fit")
+    sp.add_argument("--masses", default=None, help="as for fit")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", default=None, help="also write the table as JSON here")
+    common(sp, data_opts=True)
+    sp.set_defaults(func=_tune)
 
     sp = sub.add_parser("evaluate", help="score a run; writes RUN/metrics.json")
     sp.add_argument("run")

@@ -41,6 +41,7 @@ from .infer import (
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
+from .ot.tune import tune_srot
 from .posterior import (
     Posterior,
     Trajectories,
@@ -191,21 +192,49 @@ class VGFM:
 
     def _resolve(self, data: TimeCourse, name: str) -> dict[str, Any]:
         """Fill every 'auto' (None) setting from the training data and the data set's name (a
-        bundled data set brings its SROT settings); the result is saved with the run."""
+        bundled data set brings its SROT settings unless "auto" is asked); the result is saved
+        with the run."""
         c = self.config
-        ds = DATASETS[name].ot if name in DATASETS else {}
-        generic = GENERIC_OT
-        srot = {
-            k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, generic[k])
-            for k in generic
-        }
         sigma_v, sigma_g = vgfm_sigmas(data.dim)
         return {
-            **srot,
+            **self._resolve_srot(data, name),
             "n_effective": c.n_effective or float(data.counts[:-1].sum()),
             "sigma_v": c.sigma_v or sigma_v,
             "sigma_g": c.sigma_g or sigma_g,
             "step_size": c.step_size or float(np.diff(data.times).min()) / 10,
+        }
+
+    def _resolve_srot(self, data: TimeCourse, name: str) -> dict[str, Any]:
+        """eps, tau, normalize_cost: given, bundled, or chosen by the held-out-snapshot score
+        (ot/tune.py) with its table and the mixture of the best settings."""
+        c = self.config
+        ds = DATASETS[name].ot if name in DATASETS else {}
+        auto = [
+            k
+            for k in ("eps", "tau")
+            if getattr(c, k) == "auto" or (getattr(c, k) is None and not ds)
+        ]
+        if not auto:
+            return {
+                k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, GENERIC_OT[k])
+                for k in GENERIC_OT
+            }
+        if c.normalize_cost is False:
+            raise ConfigError(
+                "auto SROT settings are chosen on the max-normalised cost: set normalize_cost "
+                "true, or give eps and tau"
+            )
+        grid = {}  # a given value fixes that axis of the grid
+        if "eps" not in auto:
+            grid["epss"] = (float(c.eps if c.eps is not None else ds["eps"]),)
+        if "tau" not in auto:
+            grid["taus"] = (float(c.tau if c.tau is not None else ds["tau"]),)
+        result = tune_srot(data, seed=c.seed, generic=GENERIC_OT, **grid)
+        return {
+            **result.best,
+            "srot_auto": auto,
+            "srot_mixture": result.mixture(),
+            "srot_tuning": result.to_dict(),
         }
 
     @property

@@ -17,8 +17,10 @@ class ConfigError(ValueError):
 class FitConfig:
     """Settings of one fit. ``None`` means "choose from the data" (see ``resolve``).
 
-    SROT (DESIGN 2.1): eps, tau, normalize_cost. Bundled data sets bring the authors' values;
-    other data get eps = 0.01 and tau = 5 on a max-normalised cost. At scale: srot_batch (source
+    SROT (DESIGN 2.1): eps, tau, normalize_cost. "auto" chooses them from the data by the
+    held-out-snapshot score (ot/tune.py) on the max-normalised cost; None means "auto" for user
+    data and the authors' values for a bundled data set. Ensemble members are then spread over
+    the best settings in proportion to their weights. At scale: srot_batch (source
     cells per mini-batch block; None = the full plan while it fits srot_memory_mb, else blocks),
     srot_repeats (random partitions averaged); see ot/minibatch.py for the approximation.
     Joint phase: fit_w1 = "emd" (exact W1 of the subsamples) or "sinkhorn" (debiased Sinkhorn
@@ -40,8 +42,8 @@ class FitConfig:
     head: str = "point"
     members: int | None = None  # None: the head's default (1; ensemble 10)
     # SROT
-    eps: float | None = None
-    tau: float | None = None
+    eps: float | str | None = None  # a number, "auto", or None (see above)
+    tau: float | str | None = None
     normalize_cost: bool | None = None
     # SROT at scale (ot/minibatch.py): source cells per mini-batch block, None = auto (full plan
     # while it fits srot_memory_mb, else blocks); independent partitions averaged
@@ -125,7 +127,16 @@ class FitConfig:
         ]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config {name} must be >= 0, got {getattr(self, name)}")
-        for name in ["eps", "tau", "n_effective", "sigma_v", "sigma_g", "step_size"]:
+        for name in ["eps", "tau"]:
+            v = getattr(self, name)
+            if isinstance(v, str):
+                if v != "auto":
+                    raise ConfigError(
+                        f"config {name} must be a positive number or 'auto', got {v!r}"
+                    )
+            elif v is not None and not v > 0:
+                raise ConfigError(f"config {name} must be positive or 'auto', got {v}")
+        for name in ["n_effective", "sigma_v", "sigma_g", "step_size"]:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ConfigError(f"config {name} must be positive, got {v}")

@@ -38,6 +38,7 @@ from ..ot import (
     sample_pairs,
     stack_member_plans,
 )
+from ..ot.tune import allocate_members
 from .vgfm import Block, Prior, VGFMModel
 
 
@@ -198,6 +199,8 @@ class EnsembleHead(Head):
     ):
         if self.members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
+        mixture = resolved.get("srot_mixture")  # auto settings: members spread over them
+        settings = None if not mixture else allocate_members(mixture, self.members)
         plans = member_plans(
             data,
             resolved["eps"],
@@ -208,6 +211,7 @@ class EnsembleHead(Head):
             bootstrap=self.bootstrap,
             tau_spread=self.tau_spread,
             member_ids=member_ids,
+            settings=settings,
             device=device,
             fallbacks=fallbacks,
             **(srot_options or {}),

@@ -209,6 +209,7 @@ def member_plans(
     bootstrap: bool = True,
     tau_spread: float = 0.0,
     member_ids: Sequence[int] | None = None,
+    settings: Sequence[tuple[float, float]] | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fallbacks: list[dict] | None = None,
@@ -228,6 +229,8 @@ def member_plans(
     tau_spread : members' tau spread log-evenly over [tau * exp(-s), tau * exp(s)] (0: all use
         tau), so the ensemble also carries the uncertainty from the choice of tau.
     member_ids : which members to solve (default all K), e.g. one process's share.
+    settings : (eps, tau) of each of the K members (e.g. ``ot.tune.allocate_members``: spread
+        over the settings the held-out-snapshot score supports); overrides eps / tau_spread.
     fallbacks : receives a record per plan that needed SROT's safe mode.
     srot_options : mini-batch SROT settings, passed to ``interval_plans``.
 
@@ -240,11 +243,17 @@ def member_plans(
     if any(not 0 <= m < members for m in ids):
         raise ValueError(f"member ids must lie in [0, {members}), got {ids}")
     taus = member_taus(tau, members, tau_spread)
+    epss = np.full(members, float(eps))
+    if settings is not None:
+        if len(settings) != members:
+            raise ValueError(f"{members} members need as many settings, got {len(settings)}")
+        epss = np.array([float(e) for e, _ in settings])
+        taus = np.array([float(t) for _, t in settings])
     common = dict(device=device, dtype=dtype, fallbacks=fallbacks, **srot_options)
     full = interval_plans(data, eps, tau, normalize_cost, **common)
     out = []
     for m in ids:
-        if not bootstrap and taus[m] == tau:
+        if not bootstrap and taus[m] == tau and epss[m] == eps:
             out.append(full)
             continue
         cells = bootstrap_cells(data.counts, np.random.default_rng(member_seed(seed, m)))
@@ -258,7 +267,13 @@ def member_plans(
             warm.append(None if f is None else f * (taus[m] / tau))
         out.append(
             interval_plans(
-                data, eps, float(taus[m]), normalize_cost, cells=cells, f_init=warm, **common
+                data,
+                float(epss[m]),
+                float(taus[m]),
+                normalize_cost,
+                cells=cells,
+                f_init=warm,
+                **common,
             )
         )
     return out

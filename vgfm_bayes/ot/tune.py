@@ -1,0 +1,296 @@
+"""SROT settings chosen from the user's snapshots alone: a held-out-snapshot score (DESIGN 3.1).
+
+For every interior snapshot k, SROT is solved between snapshots k-1 and k+1 and the plan's
+displacement interpolation is pushed to t_k: a pair (i, j) sits at (1 - s) x_i + s y_j with
+s = (t_k - t_{k-1}) / (t_{k+1} - t_{k-1}), and source cell i's mass grows as r_i^s (VGFM's
+constant growth along the segment, gamma_i = log(r_i) / dt). The score of a setting (eps, tau)
+is, summed over the held-out snapshots,
+
+    W1(interpolated cloud, snapshot k) + |predicted mass - M_k| / M_k,
+
+with W1 in standardised units (coordinates centred and divided by their pooled RMS spread), so
+it needs no network training and reads the same on any data set.
+
+Weights over the grid (used by the heads to carry the choice of setting into the posterior)
+are Bayesian-bootstrap probabilities of being the best setting: the W1 of each held-out
+snapshot is a mean of per-cell transport costs, so a Dirichlet(1, ..., 1) reweighting of the
+held-out cells gives a draw of every setting's score at no extra solve (the observed masses get
+their counting noise, log M_k ~ N(log M_k, 1/n_k + 1/n_{k-1})). Settings whose scores differ by
+less than the snapshots' own sampling noise share the weight, so a flat score (growth not
+identifiable) gives spread weights. No temperature is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import ot
+import torch
+
+from ..data import TimeCourse
+from .srot import SROTError, solve_srot
+from .w1 import EMD_MAX_ITER
+
+log = logging.getLogger(__name__)
+
+TAUS = tuple(float(t) for t in np.logspace(-1.5, 2, 8))  # 0.03 ... 100 on the normalised cost
+EPSS = (0.003, 0.01, 0.03)
+MAX_CELLS = 200  # cells per snapshot used by the score (random subsample beyond)
+N_PAIRS = 300  # interpolated pairs drawn from each plan (common random numbers across settings)
+# a score needs a good plan, not a converged one to 1e-5: looser than the fit's SROT, and a
+# setting whose plan fails these is scored as unusable rather than retried at length
+SOLVE = dict(gtol=1e-4, row_tol=1e-2, max_evals=500)
+N_BOOT = 2000
+
+
+@dataclass
+class TuneResult:
+    """The score table and what it implies.
+
+    rows : one dict per setting: eps, tau, score (sum over held-out snapshots), w1 and
+        mass_error (lists, one per held-out snapshot), weight (bootstrap probability of being
+        best), ok (False if SROT failed there; such a row never wins).
+    folds : the held-out (interior) snapshot indices.
+    best : {"eps", "tau", "normalize_cost"} of the lowest score.
+    fallback : True when there were too few snapshots to score (generic settings used).
+    """
+
+    rows: list[dict[str, Any]]
+    folds: list[int]
+    best: dict[str, Any]
+    seconds: float = 0.0
+    fallback: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "folds": self.folds,
+            "best": self.best,
+            "seconds": self.seconds,
+            "fallback": self.fallback,
+            "options": self.options,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TuneResult:
+        return cls(
+            d["rows"], d["folds"], d["best"], d["seconds"], d["fallback"], d.get("options", {})
+        )
+
+    def mixture(self, mass: float = 0.99, max_settings: int = 10) -> list[dict[str, Any]]:
+        """The fewest highest-weight settings holding ``mass`` of the weight (renormalised):
+        [{"eps", "tau", "normalize_cost", "weight"}, ...], best first."""
+        ranked = sorted(
+            (r for r in self.rows if r["ok"] and r["weight"] > 0), key=lambda r: -r["weight"]
+        )
+        out, total = [], 0.0
+        for r in ranked[:max_settings]:
+            out.append({"eps": r["eps"], "tau": r["tau"], "weight": r["weight"]})
+            total += r["weight"]
+            if total >= mass:
+                break
+        if not out:
+            return [{**self.best, "weight": 1.0}]
+        for r in out:
+            r["weight"] /= total
+            r["normalize_cost"] = self.best["normalize_cost"]
+        return out
+
+    def table(self) -> str:
+        """The score table as Markdown, lowest score first."""
+        head = "| eps | tau | score | " + " | ".join(f"W1 k={k}" for k in self.folds)
+        head += " | " + " | ".join(f"mass err k={k}" for k in self.folds) + " | weight |"
+        lines = [head, "|" + "---|" * (4 + 2 * len(self.folds))]
+        for r in sorted(self.rows, key=lambda r: r["score"]):
+            cells = [f"{r['eps']:g}", f"{r['tau']:g}", f"{r['score']:.4f}"]
+            cells += [f"{v:.4f}" for v in r["w1"]] + [f"{v:.4f}" for v in r["mass_error"]]
+            cells.append(f"{r['weight']:.3f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def allocate_members(mixture: list[dict[str, Any]], members: int) -> list[tuple[float, float]]:
+    """(eps, tau) of each of ``members`` ensemble members, in proportion to the mixture's
+    weights (largest remainders; best setting first), so the members carry the uncertainty
+    about the setting as well as the bootstrap's."""
+    w = np.array([m["weight"] for m in mixture], dtype=np.float64)
+    quota = members * w / w.sum()
+    counts = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - counts), kind="stable")[: members - counts.sum()]:
+        counts[i] += 1
+    return [(m["eps"], m["tau"]) for m, n in zip(mixture, counts, strict=True) for _ in range(n)]
+
+
+def _standardised(data: TimeCourse) -> list[np.ndarray]:
+    x = np.concatenate(data.x)
+    center = x.mean(0)
+    scale = float(np.sqrt(np.mean((x - center) ** 2))) or 1.0
+    return [(xk - center) / scale for xk in data.x]
+
+
+def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return x if len(x) <= n else x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def _fold_inputs(data: TimeCourse, xs: list[np.ndarray], k: int, max_cells: int, seed: int):
+    rng = np.random.default_rng([seed, k])
+    x, y, z = (_subsample(xs[i], max_cells, rng) for i in (k - 1, k + 1, k))
+    t0, tk, t1 = (float(data.times[i]) for i in (k - 1, k, k + 1))
+    m0, mk, m1 = (float(data.masses[i]) for i in (k - 1, k, k + 1))
+    return x, y, z, (tk - t0) / (t1 - t0), m1 / m0 * len(x) / len(y), m0, mk
+
+
+def _score_plan(plan, x, y, z, s, m0, mk, uniforms):
+    """W1 of the interpolated cloud at s against z, its per-cell costs (m,), the mass error."""
+    rows = plan.sum(1)
+    flat = torch.searchsorted(plan.reshape(-1).cumsum(0), uniforms[0] * plan.sum())
+    flat = flat.clamp_max(plan.numel() - 1).numpy()
+    i, j = flat // plan.shape[1], flat % plan.shape[1]
+    r = rows.numpy()
+    pts = (1 - s) * x[i] + s * y[j]
+    w = r[i] ** (s - 1.0)  # pair mass at t_k per unit of its mass at the end
+    w = w / w.sum()
+    cost = ot.dist(pts, z, metric="euclidean")
+    g = ot.emd(w, np.full(len(z), 1.0 / len(z)), cost, numItermax=EMD_MAX_ITER)
+    per_cell = len(z) * (g * cost).sum(0)  # mean over cells = W1
+    mass = m0 * float(np.mean(r**s))
+    return float(per_cell.mean()), per_cell, abs(mass - mk) / mk, mass
+
+
+def tune_srot(
+    data: TimeCourse,
+    taus: tuple[float, ...] = TAUS,
+    epss: tuple[float, ...] = EPSS,
+    *,
+    max_cells: int = MAX_CELLS,
+    n_pairs: int = N_PAIRS,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    generic: dict[str, Any] | None = None,
+) -> TuneResult:
+    """Score every (eps, tau) of the grid on the held-out interior snapshots (module docstring).
+
+    Parameters
+    ----------
+    data : the training snapshots (user units; standardised here for the score).
+    taus, epss : the grid, on the max-normalised squared cost (``normalize_cost`` = True).
+    max_cells : cells per snapshot used (subsampled beyond, seeded).
+    n_pairs : interpolated pairs per plan; the same uniforms serve every setting.
+    n_boot : Bayesian-bootstrap draws for the weights.
+    generic : settings returned, with a warning, when fewer than 3 snapshots exist.
+    """
+    start = time.perf_counter()
+    options = dict(max_cells=max_cells, n_pairs=n_pairs, n_boot=n_boot, seed=seed)
+    options.update(taus=list(taus), epss=list(epss))
+    folds = list(range(1, data.n_times - 1))
+    if not folds:
+        best = dict(generic or {"eps": 0.01, "tau": 5.0, "normalize_cost": True})
+        log.warning(
+            "SROT tuning needs at least 3 snapshots (one held out between two others); "
+            "%d given, so the generic settings eps=%g, tau=%g are used",
+            data.n_times,
+            best["eps"],
+            best["tau"],
+        )
+        return TuneResult([], [], best, time.perf_counter() - start, True, options)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small dense problems: threads only add overhead (and contention)
+    try:
+        return _tune(
+            data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, start, options
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, start, options):
+    xs = _standardised(data)
+    gen = torch.Generator().manual_seed(seed)
+    grid = [(e, t) for e in epss for t in taus]
+    w1 = np.full((len(grid), len(folds)), np.inf)
+    merr = np.full((len(grid), len(folds)), np.inf)
+    mass = np.full((len(grid), len(folds)), np.nan)  # predicted mass at each held-out time
+    per_cell: dict[tuple[int, int], np.ndarray] = {}
+    for f, k in enumerate(folds):
+        x, y, z, s, ratio, m0, mk = _fold_inputs(data, xs, k, max_cells, seed)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        b = torch.full((len(y),), ratio, dtype=torch.float64)
+        uniforms = torch.rand(1, n_pairs, dtype=torch.float64, generator=gen)
+        potentials: dict[tuple[float, float], torch.Tensor] = {}
+        for t in sorted(taus, reverse=True):
+            for e in sorted(epss, reverse=True):
+                res = _solve_warm(xt, yt, b, e, t, potentials, k)
+                if res is None:
+                    continue
+                g = grid.index((e, t))
+                w1[g, f], per_cell[g, f], merr[g, f], mass[g, f] = _score_plan(
+                    res.plan, x, y, z, s, m0, mk, uniforms
+                )
+    ok = np.isfinite(w1).all(1) & np.isfinite(merr).all(1)
+    score = np.where(ok, w1.sum(1) + merr.sum(1), np.inf)
+    weights = _bootstrap_weights(data, folds, per_cell, mass, ok, n_boot, seed)
+    rows = [
+        {
+            "eps": e,
+            "tau": t,
+            "score": float(score[g]),
+            "w1": w1[g].tolist(),
+            "mass_error": merr[g].tolist(),
+            "weight": float(weights[g]),
+            "ok": bool(ok[g]),
+        }
+        for g, (e, t) in enumerate(grid)
+    ]
+    if not ok.any():
+        best = dict(generic or {"eps": 0.01, "tau": 5.0, "normalize_cost": True})
+        log.warning("SROT tuning: no setting of the grid gave a plan; generic settings used")
+        return TuneResult(rows, folds, best, time.perf_counter() - start, True, options)
+    g = int(np.argmin(score))
+    best = {"eps": grid[g][0], "tau": grid[g][1], "normalize_cost": True}
+    log.info("SROT tuning: eps=%g tau=%g (score %.4f)", best["eps"], best["tau"], score[g])
+    return TuneResult(rows, folds, best, time.perf_counter() - start, False, options)
+
+
+def _solve_warm(x, y, b, eps, tau, potentials, fold):
+    """SROT at (eps, tau) started from the nearest solved setting: the next larger eps at this
+    tau, else this eps at the next larger tau (f rescaled by the tau ratio: a_i exp(-f_i/tau)
+    = r_i at the optimum). Stored in ``potentials``; None when no plan passes the checks."""
+    larger_eps = [e for (e, t) in potentials if t == tau and e > eps]
+    larger_tau = [t for (e, t) in potentials if e == eps and t > tau]
+    f_init = None
+    if larger_eps:
+        f_init = potentials[min(larger_eps), tau]
+    elif larger_tau:
+        t0 = min(larger_tau)
+        f_init = potentials[eps, t0] * (tau / t0)
+    try:
+        res = solve_srot(x, y, eps, tau, normalize_cost=True, b=b, f_init=f_init, **SOLVE)
+    except SROTError as err:
+        log.info("tuning: no plan at eps=%g tau=%g (fold %d): %s", eps, tau, fold, err)
+        return None
+    potentials[eps, tau] = res.f
+    return res
+
+
+def _bootstrap_weights(data, folds, per_cell, mass, ok, n_boot, seed) -> np.ndarray:
+    """P(setting is best), shape (S,), under a Bayesian bootstrap of the held-out cells and the
+    observed masses' counting noise."""
+    rng = np.random.default_rng([seed, 7])
+    valid = np.flatnonzero(ok)
+    total = np.zeros((n_boot, len(ok)))
+    if valid.size == 0:
+        return np.zeros(len(ok))
+    for f, k in enumerate(folds):
+        costs = np.stack([per_cell[g, f] for g in valid])  # (S_ok, m)
+        total[:, valid] += rng.dirichlet(np.ones(costs.shape[1]), size=n_boot) @ costs.T
+        sd = math.sqrt(1 / data.counts[k] + 1 / data.counts[k - 1])
+        observed = float(data.masses[k]) * np.exp(sd * rng.standard_normal(n_boot))[:, None]
+        total[:, valid] += np.abs(mass[valid, f][None] - observed) / observed
+    total[:, ~ok] = np.inf
+    return np.bincount(total.argmin(1), minlength=len(ok)) / n_boot
