@@ -205,3 +205,19 @@ def test_learned_noise_scales_recover_the_targets_noise():
     assert sv == pytest.approx(sd_v.tolist(), rel=0.2) and sg == pytest.approx(sd_g, rel=0.2)
     with pytest.raises(ValueError, match="single-network"):
         VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 10.0, (3,), learn_sigmas=True)
+
+
+def test_fit_factor_keeps_its_weight_when_noise_scales_are_learned():
+    # the regression sharpens by (sigma_vgfm / sigma)^2; the W1 / mass factor must follow, so
+    # lambda_ot and lambda_mass weigh the same against the regression as in the plain loss
+    fields = Fields.build(3, 0.0, 1.0, (4,), (4,))
+    blocks = get_head("point").blocks(fields)
+    sv, sg = vgfm_sigmas(3)
+    fixed = VGFMModel(fields, blocks, sv, sg, 10.0)
+    assert fixed.fit_scale(sv, sg) == 1.0
+    learned = VGFMModel(fields, blocks, sv, sg, 10.0, learn_sigmas=True)
+    assert float(learned.fit_scale(torch.full((3,), sv), torch.tensor(sg))) == pytest.approx(1.0)
+    half = learned.fit_scale(torch.full((3,), sv / 2), torch.tensor(sg / 2))
+    assert float(half) == pytest.approx(4.0)
+    mixed = learned.fit_scale(torch.tensor([sv, sv, sv / 2]), torch.tensor(sg))
+    assert float(mixed) == pytest.approx((1 + 1 + 4 + 1) / 4)

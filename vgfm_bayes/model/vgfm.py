@@ -206,6 +206,20 @@ class VGFMModel:
             out.append(torch.exp(NOISE_RATE * pyro.sample(site, prior)))
         return out[0], out[1]
 
+    def fit_scale(self, sigma_v, sigma_g) -> torch.Tensor | float:
+        """How much sharper the regression is than the VGFM-equivalent one, so that lambda_ot
+        and lambda_mass keep their meaning when the noise scales are learned: the mean over
+        the D + 1 outputs of (sigma_vgfm / sigma)^2 (detached: the distribution fit must not
+        pull the noise scales). 1 for fixed VGFM-equivalent scales."""
+        if not self.learn_sigmas:
+            return 1.0
+        sv0, sg0 = vgfm_sigmas(self.fields.dim)
+        sv = torch.as_tensor(sigma_v).detach().expand(self.fields.dim)
+        ratio = torch.cat(
+            [(sv0 / sv) ** 2, (sg0 / torch.as_tensor(sigma_g).detach()).reshape(1) ** 2]
+        )
+        return ratio.mean()
+
     def sample_params(
         self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
     ) -> dict[str, torch.Tensor]:
@@ -238,7 +252,8 @@ class VGFMModel:
                 pyro.sample("u", dist.Normal(v, sigma_v).to_event(1), obs=batch.u)
                 pyro.sample("gamma", dist.Normal(g, sigma_g), obs=batch.gamma)
         if fit_loss is not None:
-            pyro.factor("fit", -self.n_effective * fit_loss(params))
+            scale = self.fit_scale(sigma_v, sigma_g)
+            pyro.factor("fit", -self.n_effective * scale * fit_loss(params))
         return params
 
 
