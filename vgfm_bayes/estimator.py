@@ -510,6 +510,15 @@ class VGFM:
             shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: no half-written run
             raise TrainingError(f"{err}; no checkpoint had been written, {run} removed") from err
         seconds = dict(self.history.seconds)
+        t = time.perf_counter()
+        post_gens = head.generators(c.seed + 3, dev, self._member_ids)
+        with pyro.settings.context(module_local_params=True):
+            post = head.finalize(
+                self.model, self.guide, lambda: head.sample(plans, c.batch_size, c.sigma, post_gens)
+            )
+        if post is not None:  # the head's post-fit posterior (e.g. last_layer's Laplace)
+            self.resolved["posterior_fit"] = post
+            seconds["posterior_fit"] = time.perf_counter() - t
         self.history.seconds = {"srot": srot_seconds, **seconds}
         if self.model.learn_sigmas:  # internal units, as sigma_v / sigma_g
             sv, sg = self.model.noise_scales(self.guide)
