@@ -241,8 +241,10 @@ class LastLayerHead(Head):
     mean the MAP weights (model/laplace.py). Exact, since the model is linear-Gaussian in the
     last layer (checked against NUTS in the tests).
 
-    laplace_batches : 32 batches (8,192 pairs at batch size 256) estimate the Gram matrix of
-        129 features to about 1% and cost a few forward passes.
+    laplace_batches : regression batches for the features. 32 batches at batch size 256 are
+        8,192 pairs per interval (32,768 on simulation_gene's four), i.e. hundreds of pairs per
+        feature (128 hidden + bias): the Gram matrix's sampling error is ~1%, and the cost is a
+        few forward passes.
     """
 
     name: str = "last_layer"
