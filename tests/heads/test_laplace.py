@@ -15,6 +15,7 @@ from vgfm_bayes.model.laplace import (
     coefficients,
     evidence,
     mixture_offsets,
+    set_mixture,
 )
 from vgfm_bayes.nn import Fields
 from vgfm_bayes.ot import PairBatch
@@ -185,9 +186,9 @@ def test_last_layer_run_saves_loads_and_fits_like_the_point_head(tiny, tmp_path)
     assert a["v.l2.weight"].shape == (7, 16, 2) and a["v.l0.weight"].shape == (7, 3, 16)
     assert a["g.l2.bias"].std(0).min() > 0 and torch.all(a["v.l0.weight"].std(0) == 0)
     # a mixture (2 components) saves and loads too: the buffers resize on load
-    lap = model.guide.laplace
-    offsets = {n: torch.randn(2, *getattr(lap, f"{n}_offsets").shape[1:]) for n in ("v", "g")}
-    lap.set_mixture(torch.tensor([0.4, 0.6]), offsets)
+    ref, other = _batches(2, 16, seed=1), _batches(2, 16, seed=2)
+    set_mixture(model.guide, ref, [(0.4, ref), (0.6, other)])
+    assert model.guide.laplace.v_offsets.shape == (2, 2, 17)
     model.save(tmp_path / "mix")
     back = VGFM.load(tmp_path / "mix")
     torch.manual_seed(2)
