@@ -41,6 +41,7 @@ from .infer import (
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
+from .ot import interval_plans, sample_pairs
 from .ot.tune import tune_srot
 from .posterior import (
     Posterior,
@@ -539,11 +540,45 @@ class VGFM:
             shutil.rmtree(run, ignore_errors=True)  # nothing worth keeping: no half-written run
             raise TrainingError(f"{err}; no checkpoint had been written, {run} removed") from err
         seconds = dict(self.history.seconds)
+        t = time.perf_counter()
+        post_gens = head.generators(c.seed + 3, dev, self._member_ids)
+        with pyro.settings.context(module_local_params=True):
+            post = head.finalize(
+                self.model,
+                self.guide,
+                lambda: head.sample(plans, c.batch_size, c.sigma, post_gens),
+                self._setting_samplers(head, post_gens),
+            )
+        if post is not None:  # the head's post-fit posterior (e.g. last_layer's Laplace)
+            self.resolved["posterior_fit"] = post
+            seconds["posterior_fit"] = time.perf_counter() - t
         self.history.seconds = {"srot": srot_seconds, **seconds}
         if self.model.learn_sigmas:  # internal units, as sigma_v / sigma_g
             sv, sg = self.model.noise_scales(self.guide)
             self.resolved.update(sigma_v_fitted=sv, sigma_g_fitted=sg)
         return self
+
+    def _setting_samplers(self, head, generators) -> list[tuple[float, Any]] | None:
+        """(weight, batch sampler) of the best SROT settings of an auto fit, for heads whose
+        posterior mixes over settings (``head.mixture_settings`` > 0); None for the others.
+        The fit's own setting is given as None (the head reuses its own batches)."""
+        mixture = self.resolved.get("srot_mixture") or []
+        if head.mixture_settings == 0 or len(mixture) < 2:
+            return None
+        top = mixture[: head.mixture_settings]
+        total = sum(m["weight"] for m in top)
+        gen = next(iter(generators.values()))
+        batch_size, sigma = self.config.batch_size, self.config.sigma
+        out = []
+        for m in top:
+            if (m["eps"], m["tau"]) == (self.resolved["eps"], self.resolved["tau"]):
+                out.append((m["weight"] / total, None))
+                continue
+            plans = interval_plans(self._internal, m["eps"], m["tau"], True, device=self.device)
+            out.append(
+                (m["weight"] / total, lambda p=plans: sample_pairs(p, batch_size, sigma, gen))
+            )
+        return out
 
     # ------------------------------------------------------------------ posterior outputs
     @property

@@ -63,7 +63,7 @@ class FitConfig:
     # head options (used by the heads that have them)
     bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
     tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])
-    init_scale: float = 1e-2  # last_layer / mean_field: initial sd of the AutoNormal guide
+    init_scale: float = 1e-2  # mean_field: initial sd of the AutoNormal guide
     # regression (warm-up)
     batch_size: int = 256
     sigma: float = 0.1

@@ -61,6 +61,8 @@ class Posterior:
     def draw(self, samples: int = 100) -> dict[str, torch.Tensor]:
         """Weights with one leading draw dim, shape (S, *shape) per name."""
         with pyro.settings.context(module_local_params=True):
+            if hasattr(self.guide, "draw_params"):  # a guide with its own sampler (last_layer)
+                return self.guide.draw_params(self.n_draws(samples))
             if self.model.member_shape:
                 return self.model.unpack(self.guide())
             n = self.n_draws(samples)

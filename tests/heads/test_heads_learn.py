@@ -1,0 +1,77 @@
+"""Every head must learn the growth of a tiny ground-truth simulator, with honest intervals.
+
+Default settings only (SROT settings chosen from the snapshots, as for any user file). A head
+that learns nothing gets the signs wrong; an over-confident one misses the truth (coverage far
+below 90%); an under-confident one covers with intervals as wide as the rates' whole range; a
+posterior whose draws wander fits the snapshots worse than the point estimate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgfm_bayes import VGFM
+from vgfm_bayes.data import simulate_populations
+from vgfm_bayes.metrics import growth_calibration
+
+RATES = [-0.6, -0.2, 0.3, 0.7]
+SMALL = {
+    "velocity_hidden": [32, 32],
+    "growth_hidden": [32, 32],
+    "warmup_steps": 250,
+    "joint_steps": 5,
+    "batch_size": 64,
+    "joint_particles": 64,
+    "joint_targets": 64,
+}
+HEAD_OPTIONS = {"ensemble": {"members": 5}}
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate_populations(rates=RATES, n0=80, seed=5)
+
+
+@pytest.fixture(scope="module")
+def fits(truth):
+    out = {}
+    for head in ("point", "ensemble", "last_layer", "mean_field"):
+        model = VGFM.from_zoo(head, seed=0, **SMALL, **HEAD_OPTIONS.get(head, {}))
+        model.fit(truth.data, progress=False)
+        out[head] = model
+    return out
+
+
+def _growth(model, truth, samples=40):
+    params = model.posterior.draw(samples)
+    d = truth.data
+    draws = np.concatenate(
+        [model.growth_draws(x, t, params=params) for x, t in zip(d.x, d.times, strict=True)], 1
+    )
+    return draws, np.concatenate(truth.growth), np.concatenate(truth.population)
+
+
+@pytest.mark.parametrize("head", ["point", "ensemble", "last_layer", "mean_field"])
+def test_growth_sign_per_population(fits, truth, head):
+    draws, _, pop = _growth(fits[head], truth)
+    mean = draws.mean(0)
+    for p, rate in enumerate(RATES):
+        assert np.sign(mean[pop == p].mean()) == np.sign(rate), (head, p, mean[pop == p].mean())
+
+
+@pytest.mark.parametrize("head", ["ensemble", "last_layer"])
+def test_growth_intervals_cover_without_being_vacuous(fits, truth, head):
+    model = fits[head]
+    draws, g, _ = _growth(model, truth)
+    cal = growth_calibration(draws, g, 0.9, members=model.posterior.members)
+    assert cal["coverage"] >= 0.5, cal  # over-confident below
+    assert cal["mean_width"] <= 0.6 * (max(RATES) - min(RATES)), cal  # vacuous above
+    assert cal["spearman"] >= 0.7, cal
+
+
+@pytest.mark.parametrize("head", ["ensemble", "last_layer", "mean_field"])
+def test_draws_fit_about_as_well_as_the_point_estimate(fits, head):
+    point = fits["point"].evaluate(samples=1)["w1_mean"]
+    per_draw = fits[head].evaluate(samples=10)["w1_mean"]
+    assert per_draw <= 1.5 * point, (head, per_draw, point)
