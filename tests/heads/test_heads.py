@@ -192,7 +192,10 @@ def test_get_head_options():
         get_head("point", tau_spread=1.0)
     with pytest.raises(ValueError, match="unknown head"):
         get_head("nope")
-    blocks = get_head("last_layer").blocks(Fields.build(2, 0.0, 1.0, (8,), (8,)))
+    fields = Fields.build(2, 0.0, 1.0, (8,), (8,))
+    blocks = get_head("last_layer").blocks(fields)  # trained as the point head: flat
+    assert blocks["last"].prior.kind == "flat" and blocks["body"].prior.kind == "flat"
+    blocks = get_head("last_layer", map_prior=True).blocks(fields)
     assert blocks["last"].prior.kind == "normal" and blocks["body"].prior.kind == "flat"
     assert set(blocks["last"].names) == {"v.l1.weight", "v.l1.bias", "g.l1.weight", "g.l1.bias"}
 
