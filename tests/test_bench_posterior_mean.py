@@ -33,8 +33,10 @@ def test_ensemble_has_no_posterior_mean_and_keeps_its_member_interval():
     m = evaluate(model, samples=4)
     assert m["samples"] == 3 and m["w1_pooled_particles"] == [30, 30]
     assert m["w1_pooled_held_out"] == m["w1_pooled"][0]
-    # the members' Student-t interval, although VGFM.simulate drops the mark on user data
+    # the members' Student-t interval: user data are standardised, and the trajectories in
+    # user units keep the mark that they are an ensemble's members (it was once dropped)
     traj = model.simulate(x0=model.data.x[0], times=model.data.times)
+    assert traj.members and not model.scaling.is_identity
     lo, hi = central_interval(traj.mass[:, 1:], 0.9, axis=0, members=True)
     np.testing.assert_allclose(m["mass_q05"], lo, rtol=1e-6)
     np.testing.assert_allclose(m["mass_q95"], hi, rtol=1e-6)

@@ -25,7 +25,7 @@ import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -98,17 +98,8 @@ def bench_task(name: str, seed: int) -> Task:
 
 
 def evaluate(model, samples: int) -> dict:
-    """``model.evaluate(samples=...)`` on the model's own data (DESIGN 4), with the
-    trajectories marked as an ensemble's members where they are: VGFM.simulate returns
-    user-unit trajectories of standardised data (user files, the simulators) without that
-    mark, which would turn an ensemble's Student-t mass interval into its members' quantiles."""
-    from .metrics import score
-
-    data = model.data
-    traj = model.simulate(samples=samples, x0=data.x[0], times=data.times)
-    traj = replace(traj, members=model.posterior.members)
-    out = score(traj, data, held_out=model.hold_out)
-    return {**out, "model": model.config.head, "data": data.name}
+    """``model.evaluate(samples=...)`` on the model's own data (DESIGN 4)."""
+    return model.evaluate(samples=samples)
 
 
 def posterior_mean_params(model) -> dict | None:

@@ -626,7 +626,7 @@ class VGFM:
         if self.scaling is None or self.scaling.is_identity:
             return traj
         x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
-        return Trajectories(traj.times, x, traj.log_w)
+        return Trajectories(traj.times, x, traj.log_w, members=traj.members)
 
     def growth_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
         """Growth-rate draws (per unit time) at points x (n, D) in user units: shape (S, n)."""
