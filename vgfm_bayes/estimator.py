@@ -574,7 +574,9 @@ class VGFM:
             if (m["eps"], m["tau"]) == (self.resolved["eps"], self.resolved["tau"]):
                 out.append((m["weight"] / total, None))
                 continue
-            plans = interval_plans(self._internal, m["eps"], m["tau"], True, device=self.device)
+            plans = interval_plans(
+                self._internal, m["eps"], m["tau"], True, device=self.device, **self.srot_options
+            )
             out.append(
                 (m["weight"] / total, lambda p=plans: sample_pairs(p, batch_size, sigma, gen))
             )

@@ -9,8 +9,8 @@ precision alpha_j and noise precision beta_j the posterior of w_j is exactly Gau
     A_j = alpha_j I + beta_j G,   G = (n_effective / N) Phi^T Phi,   covariance A_j^{-1},
 
 with alpha_j and beta_j maximising the evidence (MacKay's fixed-point updates, sample size
-n_effective). The posterior mean is the trained MAP weights (the fit keeps the last layer's
-Normal prior as weight decay), so draws fit as the point head does. A mixture over SROT settings
+n_effective). The Gaussian is centred on the trained weights (the point head's fit, flat priors,
+which the joint phase has also tuned to the snapshots), so draws fit as the point head does. A mixture over SROT settings
 shifts the mean per component by the difference of ridge solutions (:func:`mixture_offsets`).
 """
 

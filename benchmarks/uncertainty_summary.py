@@ -1,0 +1,130 @@
+"""Summarise benchmarks/uncertainty.sh's runs against issue 10's targets (prints Markdown).
+
+    python benchmarks/uncertainty_summary.py [benchmarks/results/uncertainty]
+
+Reads every OUT/*/bench.json and prints: growth calibration per simulator kind and head (mean
+over seeds, with the interval width beside the coverage), the leave-one-out mass intervals
+(covered fraction, median half-width / mass) with held-out W1 per draw and pooled against the
+point head's, and the in-sample W1 (per draw, pooled) against the point head's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vgfm_bayes.bench_tables import halfwidth_rel
+
+
+def load(root: Path) -> list[dict]:
+    runs = []
+    for f in sorted(root.glob("*/bench.json")):
+        data = json.loads(f.read_text())
+        runs += [r for r in (data["runs"] if isinstance(data, dict) else data) if "metrics" in r]
+    return runs
+
+
+def _name(r: dict) -> str:
+    return Path(r["dataset"]).name.split(".")[0]
+
+
+def simulators(runs: list[dict]) -> list[str]:
+    lines = [
+        "| kind | head | seeds | 90% coverage (per seed) | mean width | Spearman | W1 per draw |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list] = {}
+    for r in runs:
+        if "calibration" in r["metrics"] and r["dataset"].startswith("simulator"):
+            groups.setdefault((r["dataset"], r["head"]), []).append(r)
+    for (ds, head), rs in groups.items():
+        cal = [r["metrics"]["calibration"] for r in rs]
+        cov = [c["coverage"] for c in cal]
+        lines.append(
+            f"| {ds} | {head} | {len(rs)} | {np.mean(cov):.3f} ("
+            + " / ".join(f"{c:.3f}" for c in cov)
+            + f") | {np.mean([c['mean_width'] for c in cal]):.3f} | "
+            f"{np.mean([c['spearman'] for c in cal]):.3f} | "
+            f"{np.mean([r['metrics']['w1_mean'] for r in rs]):.4f} |"
+        )
+    return lines
+
+
+def leave_one_out(runs: list[dict]) -> list[str]:
+    tasks: dict[str, dict[tuple, dict]] = {}
+    for r in runs:
+        if r.get("hold_out") is not None and not r["dataset"].startswith("simulator"):
+            tasks.setdefault(r["head"], {})[(_name(r), r["hold_out"], r["seed"])] = r["metrics"]
+    point = tasks.get("point", {})
+    lines = [
+        "| head | tasks | 90% mass covered | median half-width / mass | held-out W1 per draw / "
+        "point (mean ratio) | pooled / point |",
+        "|---|---|---|---|---|---|",
+    ]
+    for head, mine in tasks.items():
+        covered = [bool(m["mass_covered"][t[1] - 1]) for t, m in mine.items()]
+        half = [h for t, m in mine.items() if (h := halfwidth_rel(m, t[1] - 1)) is not None]
+        per, pooled = [], []
+        for t, m in mine.items():
+            if t in point:
+                ref = point[t]["w1"][t[1] - 1]
+                per.append(m["w1"][t[1] - 1] / ref)
+                if "w1_pooled" in m:
+                    pooled.append(m["w1_pooled"][t[1] - 1] / ref)
+        lines.append(
+            f"| {head} | {len(mine)} | {np.mean(covered):.2f} ({sum(covered)}/{len(covered)}) | "
+            f"{np.median(half):.3f} | {np.mean(per):.3f} | "
+            + (f"{np.mean(pooled):.3f} |" if pooled else "- |")
+        )
+    lines += ["", "Per task (held-out mass: observed, 90% interval; held-out W1 per draw):", ""]
+    lines += [
+        "| data | held out | head | observed | interval | covered | W1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for head, mine in tasks.items():
+        for t, m in sorted(mine.items()):
+            i = t[1] - 1
+            lines.append(
+                f"| {t[0]} | {t[1]} | {head} | {m['mass_observed'][i]:.3f} | "
+                f"[{m['mass_q05'][i]:.3f}, {m['mass_q95'][i]:.3f}] | "
+                f"{'yes' if m['mass_covered'][i] else 'no'} | {m['w1'][i]:.4f} |"
+            )
+    return lines
+
+
+def in_sample(runs: list[dict]) -> list[str]:
+    rows: dict[str, dict[str, dict]] = {}
+    for r in runs:
+        if r.get("hold_out") is None and not r["dataset"].startswith("simulator"):
+            rows.setdefault(_name(r), {})[r["head"]] = r["metrics"]
+    lines = [
+        "| data | head | W1 per draw | / point | W1 pooled | / point | RME | fit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for ds, heads in rows.items():
+        ref = heads.get("point", {}).get("w1_mean")
+        for head, m in heads.items():
+            pooled = m.get("w1_pooled_mean", m["w1_mean"])
+            lines.append(
+                f"| {ds} | {head} | {m['w1_mean']:.4f} | "
+                f"{m['w1_mean'] / ref:.2f} | {pooled:.4f} | {pooled / ref:.2f} | "
+                f"{m['rme_mean']:.4f} | {m['seconds']['fit_total']:.1f} |"
+            )
+    return lines
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/uncertainty")
+    runs = load(root)
+    out = ["# Uncertainty without an oracle: default settings, data as files", ""]
+    out += ["## Growth calibration on the simulators (seeds 0, 1, 2)", "", *simulators(runs)]
+    out += ["", "## Leave-one-out total mass and W1 (CSV files)", "", *leave_one_out(runs)]
+    out += ["", "## In-sample W1 (CSV files)", "", *in_sample(runs)]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
