@@ -5,7 +5,7 @@
 set -euo pipefail
 OUT=${1:-benchmarks/results/uncertainty}
 DATA=${SHARED_DATA:-../shared/data}
-HEADS="point ensemble last_layer"
+HEADS=${HEADS:-"point ensemble last_layer"}
 B="vgfm-bayes bench --quiet --heads $HEADS"
 $B --datasets simulator simulator_reweight --seeds 0 1 2 --out "$OUT/simulators"
 $B --datasets "$DATA/benchmarks/simulation_gene_data.csv" "$DATA/benchmarks/dygen.csv" \

@@ -41,8 +41,8 @@ from .infer import (
 from .metrics import score
 from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
-from .ot import interval_plans, sample_pairs
-from .ot.tune import tune_srot
+from .ot import member_plans, sample_pairs
+from .ot.tune import allocate_members, tune_srot
 from .posterior import (
     Posterior,
     Trajectories,
@@ -547,7 +547,7 @@ class VGFM:
                 self.model,
                 self.guide,
                 lambda: head.sample(plans, c.batch_size, c.sigma, post_gens),
-                self._setting_samplers(head, post_gens),
+                self._component_samplers(head, post_gens),
             )
         if post is not None:  # the head's post-fit posterior (e.g. last_layer's Laplace)
             self.resolved["posterior_fit"] = post
@@ -558,29 +558,31 @@ class VGFM:
             self.resolved.update(sigma_v_fitted=sv, sigma_g_fitted=sg)
         return self
 
-    def _setting_samplers(self, head, generators) -> list[tuple[float, Any]] | None:
-        """(weight, batch sampler) of the best SROT settings of an auto fit, for heads whose
-        posterior mixes over settings (``head.mixture_settings`` > 0); None for the others.
-        The fit's own setting is given as None (the head reuses its own batches)."""
-        mixture = self.resolved.get("srot_mixture") or []
-        if head.mixture_settings == 0 or len(mixture) < 2:
+    def _component_samplers(self, head, generators) -> list[tuple[float, Any]] | None:
+        """(weight, batch sampler) of the posterior components of heads that mix over them
+        (``head.mixture_components`` > 0), None for the others: one per bootstrap resample of
+        the cells, each resample's SROT at a setting allocated in proportion to the held-out-
+        snapshot weights of an auto fit (the fit's own setting otherwise), as the ensemble's
+        members are, so the components carry the cells' sampling noise and the choice of tau."""
+        k = head.mixture_components
+        if k == 0:
             return None
-        top = mixture[: head.mixture_settings]
-        total = sum(m["weight"] for m in top)
+        r, c = self.resolved, self.config
+        mixture = r.get("srot_mixture") or [{"eps": r["eps"], "tau": r["tau"], "weight": 1.0}]
+        plans = member_plans(
+            self._internal,
+            r["eps"],
+            r["tau"],
+            r["normalize_cost"],
+            k,
+            seed=c.seed + 5,  # not the ensemble's resamples: another head, its own draws
+            bootstrap=True,
+            settings=allocate_members(mixture, k),
+            device=self.device,
+            **self.srot_options,
+        )
         gen = next(iter(generators.values()))
-        batch_size, sigma = self.config.batch_size, self.config.sigma
-        out = []
-        for m in top:
-            if (m["eps"], m["tau"]) == (self.resolved["eps"], self.resolved["tau"]):
-                out.append((m["weight"] / total, None))
-                continue
-            plans = interval_plans(
-                self._internal, m["eps"], m["tau"], True, device=self.device, **self.srot_options
-            )
-            out.append(
-                (m["weight"] / total, lambda p=plans: sample_pairs(p, batch_size, sigma, gen))
-            )
-        return out
+        return [(1.0 / k, lambda p=p: sample_pairs(p, c.batch_size, c.sigma, gen)) for p in plans]
 
     # ------------------------------------------------------------------ posterior outputs
     @property

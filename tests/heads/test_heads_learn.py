@@ -73,12 +73,20 @@ def test_growth_intervals_cover_without_being_vacuous(fits, truth, head):
 @pytest.mark.parametrize(
     "head,key",
     [
-        ("last_layer", "w1_mean"),  # every draw: the body is the point fit's, only the last
-        ("last_layer", "w1_pooled_mean"),  # layers vary
-        # an ensemble's members are fitted to bootstrap resamples, so each member is a resample's
-        # fit and its own W1 to the full sample carries the bootstrap noise; the posterior
-        # predictive (all members pooled) is the object to compare with the point estimate
+        # an ensemble's members and last_layer's mixture components are fits to bootstrap
+        # resamples (at settings drawn by the held-out-snapshot weights), so each draw's own W1
+        # to the full sample carries the bootstrap noise; the posterior predictive (all draws
+        # pooled) is the object to compare with the point estimate
+        ("last_layer", "w1_pooled_mean"),
         ("ensemble", "w1_pooled_mean"),
+        pytest.param(
+            "last_layer",
+            "w1_mean",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a bootstrap component's draw fits ~2x worse than the point head (issue 10)",
+            ),
+        ),
         pytest.param(
             "mean_field",
             "w1_mean",

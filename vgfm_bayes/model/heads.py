@@ -115,15 +115,16 @@ class Head:
         """AutoDelta started at the network's initial weights (flat priors cannot be sampled)."""
         return AutoDelta(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
 
-    # how many of an auto fit's best SROT settings the posterior mixes over (0: none)
-    mixture_settings: int = 0
+    # posterior components from bootstrap resamples x SROT settings (0: none; see finalize)
+    mixture_components: int = 0
 
     def finalize(self, model: VGFMModel, guide, sample, settings=None) -> dict | None:
         """Post-fit step once training has finished (not after an interrupted phase).
 
         sample : zero-argument callable returning one regression batch of the trained setting.
-        settings : for heads with ``mixture_settings``: [(weight, sampler or None), ...] of the
-            best SROT settings (None: the trained setting, i.e. ``sample``), or None.
+        settings : for heads with ``mixture_components``: [(weight, sampler or None), ...], one
+            per component (bootstrap resample x SROT setting; None: the trained plans, i.e.
+            ``sample``), or None.
         Returns a JSON-able record for the run's resolved settings, or None (nothing to do).
         """
         return None
@@ -248,8 +249,8 @@ class LastLayerHead(Head):
     regression batches of the SROT plans: covariance (alpha I + beta (n_effective / N)
     Phi^T Phi)^{-1}, alpha and beta maximising the evidence, mean the fitted weights
     (model/laplace.py); exact, since the model is linear-Gaussian in the last layer (checked
-    against NUTS in the tests). An auto fit mixes over its ``mixture_settings`` best SROT
-    settings (see :meth:`finalize`).
+    against NUTS in the tests), mixed over ``mixture_components`` bootstrap x SROT-setting
+    components (see :meth:`finalize`).
 
     laplace_batches : regression batches for the features. 32 batches at batch size 256 are
         8,192 pairs per interval (32,768 on simulation_gene's four), i.e. hundreds of pairs per
@@ -260,7 +261,7 @@ class LastLayerHead(Head):
     name: str = "last_layer"
     deterministic: bool = False
     laplace_batches: int = 32
-    mixture_settings: int = 4
+    mixture_components: int = 10
     # the last layers' prior while training: False = flat, so the fit is the point head's own
     # (maximum likelihood) and the Gaussian's prior precision comes from the evidence alone;
     # True = Normal(0, prior_scale / sqrt(fan_in)) (a fixed weight decay that, against the
@@ -279,11 +280,12 @@ class LastLayerHead(Head):
         return LaplaceGuide(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
 
     def finalize(self, model: VGFMModel, guide, sample, settings=None) -> dict:
-        """The Gaussian posterior; with ``settings`` (an auto fit) a mixture over the best SROT
-        settings in proportion to their held-out-snapshot weights: component s is the same
+        """The Gaussian posterior, mixed over ``settings``' components: component s is the same
         Gaussian shifted by the change of the last layers' regression solution between the
-        trained setting's targets and setting s's (model/laplace.py), so the draws carry what
-        the choice of tau does to growth and velocity."""
+        trained plans' targets and component s's (a bootstrap resample of the cells, its SROT
+        at a setting drawn by the held-out-snapshot weights; model/laplace.py), so the draws
+        carry the cells' sampling noise and what the choice of tau does, as an ensemble's
+        members do, while the body stays the point fit's."""
         batches = [sample() for _ in range(self.laplace_batches)]
         record = guide.fit_laplace(batches)
         if settings:

@@ -10,8 +10,9 @@ precision alpha_j and noise precision beta_j the posterior of w_j is exactly Gau
 
 with alpha_j and beta_j maximising the evidence (MacKay's fixed-point updates, sample size
 n_effective). The Gaussian is centred on the trained weights (the point head's fit, flat priors,
-which the joint phase has also tuned to the snapshots), so draws fit as the point head does. A mixture over SROT settings
-shifts the mean per component by the difference of ridge solutions (:func:`mixture_offsets`).
+which the joint phase has also tuned to the snapshots), so draws fit as the point head does. A
+mixture (bootstrap resamples x SROT settings) shifts the mean per component by the difference of
+ridge solutions (:func:`mixture_offsets`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pyro.infer.autoguide import AutoDelta
 from ..nn import Fields
 from ..nn.mlp import MLPSpec
 from ..ot import PairBatch
+from ..ot.tune import largest_remainder
 
 NETS = ("v", "g")
 
@@ -150,14 +152,7 @@ def covariance_factor(eigval, eigvec, alpha, beta) -> torch.Tensor:
 
 def allocate(weights: torch.Tensor, samples: int) -> list[int]:
     """Draws per component, in proportion to ``weights`` (largest remainders), summing to S."""
-    w = weights.double() / weights.double().sum()
-    exact = w * samples
-    counts = exact.floor().long()
-    rest = samples - int(counts.sum())
-    if rest > 0:
-        order = torch.argsort(exact - counts, descending=True, stable=True)
-        counts[order[:rest]] += 1
-    return counts.tolist()
+    return largest_remainder(weights.double().cpu().numpy(), samples)
 
 
 class LastLayerLaplace(torch.nn.Module):

@@ -115,15 +115,22 @@ class TuneResult:
         return "\n".join(lines)
 
 
+def largest_remainder(weights, n: int) -> list[int]:
+    """n items over len(weights) slots in proportion to the weights, rounding by largest
+    remainders (ties to the earlier slot); the counts sum to n."""
+    w = np.asarray(weights, dtype=np.float64)
+    quota = n * w / w.sum()
+    counts = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
 def allocate_members(mixture: list[dict[str, Any]], members: int) -> list[tuple[float, float]]:
     """(eps, tau) of each of ``members`` ensemble members, in proportion to the mixture's
     weights (largest remainders; best setting first), so the members carry the uncertainty
     about the setting as well as the bootstrap's."""
-    w = np.array([m["weight"] for m in mixture], dtype=np.float64)
-    quota = members * w / w.sum()
-    counts = np.floor(quota).astype(int)
-    for i in np.argsort(-(quota - counts), kind="stable")[: members - counts.sum()]:
-        counts[i] += 1
+    counts = largest_remainder([m["weight"] for m in mixture], members)
     return [(m["eps"], m["tau"]) for m, n in zip(mixture, counts, strict=True) for _ in range(n)]
 
 
