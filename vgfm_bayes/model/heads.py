@@ -8,9 +8,10 @@ head       weights                                      guide
 point      one block, flat prior                        AutoDelta (maximum likelihood)
 ensemble   one block per member, flat prior; each       AutoDelta with a member dim
            member its own bootstrap of cells for SROT
-last_layer body flat; last layer of v and g Normal      AutoDelta (MAP), then the exact
-                                                        Gaussian of the last layer given
-                                                        the body's features (laplace.py)
+last_layer every weight flat (the point head's fit);   AutoDelta, then the exact
+           then a Gaussian on the last layer of v and   Gaussian of the last layer given
+           g, mixed over bootstrap x SROT-setting       the body's features (laplace.py)
+           components
 mean_field every weight Normal                          AutoNormal (mean field)
 ========== ============================================ ===============================
 """
@@ -86,6 +87,8 @@ class Head:
     members: int = 1
     prior_scale: float = 1.0
     deterministic: bool = True
+    # posterior components from bootstrap resamples x SROT settings (0: none; see finalize)
+    mixture_components: int = 0
 
     @property
     def member_shape(self) -> tuple[int, ...]:
@@ -114,9 +117,6 @@ class Head:
     def build_guide(self, model: VGFMModel, init: Mapping[str, torch.Tensor]):
         """AutoDelta started at the network's initial weights (flat priors cannot be sampled)."""
         return AutoDelta(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
-
-    # posterior components from bootstrap resamples x SROT settings (0: none; see finalize)
-    mixture_components: int = 0
 
     def finalize(self, model: VGFMModel, guide, sample, settings=None) -> dict | None:
         """Post-fit step once training has finished (not after an interrupted phase).
@@ -294,7 +294,7 @@ class LastLayerHead(Head):
                 for w, s in settings
             ]
             set_mixture(guide, batches, components)
-            record["mixture_weights"] = [float(w) for w, _ in settings]
+            record["mixture_components"] = len(components)
         return record
 
 
