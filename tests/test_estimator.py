@@ -109,3 +109,20 @@ def test_members_only_for_the_ensemble():
     with pytest.raises(ConfigError, match="ensemble head only"):
         VGFM(head="point", members=3)
     assert VGFM(head="ensemble", members=3).head.members == 3
+
+
+def test_weights_of_another_head_format_give_a_run_error(tmp_path, tiny):
+    import json
+
+    import pytest
+
+    from tests.tiny import TINY
+    from vgfm_bayes import VGFM
+    from vgfm_bayes.estimator import RunError
+
+    run = VGFM(TINY).fit(tiny, progress=False).save(tmp_path / "run")
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["head"] = "last_layer"  # its guide holds other tensors than a point fit's
+    (run / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="do not fit the 'last_layer' head"):
+        VGFM.load(run)

@@ -851,7 +851,13 @@ class VGFM:
             raise RunError(f"{run / WEIGHTS_FILE}: unreadable weights ({err})") from err
         if not isinstance(blob, dict) or blob.get("format_version") != FORMAT_VERSION:
             raise RunError(f"{run / WEIGHTS_FILE}: unknown weights format")
-        self.guide.load_state_dict(blob["guide"])
+        try:
+            self.guide.load_state_dict(blob["guide"])
+        except RuntimeError as err:  # e.g. a head whose posterior format changed since
+            raise RunError(
+                f"{run / WEIGHTS_FILE}: the weights do not fit the {self.config.head!r} head of "
+                f"this vgfm-bayes (saved by another version?); refit the run ({err})"
+            ) from err
         hist = json.loads((run / "history.json").read_text())
         self.history = History(hist["warmup"], hist["joint"], hist["seconds"])
         return self
