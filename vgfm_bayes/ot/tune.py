@@ -32,7 +32,7 @@ import numpy as np
 import ot
 import torch
 
-from ..data import TimeCourse
+from ..data import Scaling, TimeCourse
 from .srot import SROTError, solve_srot
 from .w1 import EMD_MAX_ITER
 
@@ -134,13 +134,6 @@ def allocate_members(mixture: list[dict[str, Any]], members: int) -> list[tuple[
     return [(m["eps"], m["tau"]) for m, n in zip(mixture, counts, strict=True) for _ in range(n)]
 
 
-def _standardised(data: TimeCourse) -> list[np.ndarray]:
-    x = np.concatenate(data.x)
-    center = x.mean(0)
-    scale = float(np.sqrt(np.mean((x - center) ** 2))) or 1.0
-    return [(xk - center) / scale for xk in data.x]
-
-
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return x if len(x) <= n else x[np.sort(rng.choice(len(x), n, replace=False))]
 
@@ -217,7 +210,7 @@ def tune_srot(
 
 
 def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, start, options):
-    xs = _standardised(data)
+    xs = list(Scaling.fit(data).apply(data).x)  # W1 in standardised units
     gen = torch.Generator().manual_seed(seed)
     grid = [(e, t) for e in epss for t in taus]
     w1 = np.full((len(grid), len(folds)), np.inf)
@@ -226,7 +219,7 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
     per_cell: dict[tuple[int, int], np.ndarray] = {}
     for f, k in enumerate(folds):
         x, y, z, s, ratio, m0, mk = _fold_inputs(data, xs, k, max_cells, seed)
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        xt, yt = torch.tensor(x), torch.tensor(y)  # copies: the time course is read-only
         b = torch.full((len(y),), ratio, dtype=torch.float64)
         uniforms = torch.rand(1, n_pairs, dtype=torch.float64, generator=gen)
         potentials: dict[tuple[float, float], torch.Tensor] = {}
