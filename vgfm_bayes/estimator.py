@@ -547,7 +547,7 @@ class VGFM:
                 self.model,
                 self.guide,
                 lambda: head.sample(plans, c.batch_size, c.sigma, post_gens),
-                self._component_samplers(head, post_gens),
+                self._component_samplers(head, post_gens, plans),
             )
         if post is not None:  # the head's post-fit posterior (e.g. last_layer's Laplace)
             self.resolved["posterior_fit"] = post
@@ -558,18 +558,19 @@ class VGFM:
             self.resolved.update(sigma_v_fitted=sv, sigma_g_fitted=sg)
         return self
 
-    def _component_samplers(self, head, generators) -> list[tuple[float, Any]] | None:
+    def _component_samplers(self, head, generators, plans) -> list[tuple[float, Any]] | None:
         """(weight, batch sampler) of the posterior components of heads that mix over them
         (``head.mixture_components`` > 0), None for the others: one per bootstrap resample of
         the cells, each resample's SROT at a setting allocated in proportion to the held-out-
         snapshot weights of an auto fit (the fit's own setting otherwise), as the ensemble's
-        members are, so the components carry the cells' sampling noise and the choice of tau."""
+        members are, so the components carry the cells' sampling noise and the choice of tau.
+        ``plans`` are the fit's own, which warm-start the resamples' solves (not solved again)."""
         k = head.mixture_components
         if k == 0:
             return None
         r, c = self.resolved, self.config
         mixture = r.get("srot_mixture") or [{"eps": r["eps"], "tau": r["tau"], "weight": 1.0}]
-        plans = member_plans(
+        components = member_plans(
             self._internal,
             r["eps"],
             r["tau"],
@@ -578,11 +579,14 @@ class VGFM:
             seed=c.seed + 5,  # not the ensemble's resamples: another head, its own draws
             bootstrap=True,
             settings=allocate_members(mixture, k),
+            full=plans,
             device=self.device,
             **self.srot_options,
         )
         gen = next(iter(generators.values()))
-        return [(1.0 / k, lambda p=p: sample_pairs(p, c.batch_size, c.sigma, gen)) for p in plans]
+        return [
+            (1.0 / k, lambda p=p: sample_pairs(p, c.batch_size, c.sigma, gen)) for p in components
+        ]
 
     # ------------------------------------------------------------------ posterior outputs
     @property

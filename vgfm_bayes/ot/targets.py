@@ -210,6 +210,7 @@ def member_plans(
     tau_spread: float = 0.0,
     member_ids: Sequence[int] | None = None,
     settings: Sequence[tuple[float, float]] | None = None,
+    full: list[IntervalPlan | MiniBatchPlan] | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     fallbacks: list[dict] | None = None,
@@ -231,6 +232,7 @@ def member_plans(
     member_ids : which members to solve (default all K), e.g. one process's share.
     settings : (eps, tau) of each of the K members (e.g. ``ot.tune.allocate_members``: spread
         over the settings the held-out-snapshot score supports); overrides eps / tau_spread.
+    full : the full data's plans at (eps, tau), if already solved (they warm-start the members).
     fallbacks : receives a record per plan that needed SROT's safe mode.
     srot_options : mini-batch SROT settings, passed to ``interval_plans``.
 
@@ -250,7 +252,8 @@ def member_plans(
         epss = np.array([float(e) for e, _ in settings])
         taus = np.array([float(t) for _, t in settings])
     common = dict(device=device, dtype=dtype, fallbacks=fallbacks, **srot_options)
-    full = interval_plans(data, eps, tau, normalize_cost, **common)
+    if full is None:
+        full = interval_plans(data, eps, tau, normalize_cost, **common)
     out = []
     for m in ids:
         if not bootstrap and taus[m] == tau and epss[m] == eps:
