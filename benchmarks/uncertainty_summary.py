@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgfm_bayes.bench_tables import halfwidth_rel
+from vgfm_bayes.bench_tables import loo_summary
 
 
 def load(root: Path) -> list[dict]:
@@ -54,31 +54,24 @@ def simulators(runs: list[dict]) -> list[str]:
 
 
 def leave_one_out(runs: list[dict]) -> list[str]:
-    tasks: dict[str, dict[tuple, dict]] = {}
-    for r in runs:
-        if r.get("hold_out") is not None and not r["dataset"].startswith("simulator"):
-            tasks.setdefault(r["head"], {})[(_name(r), r["hold_out"], r["seed"])] = r["metrics"]
-    point = tasks.get("point", {})
+    loo = [r for r in runs if not r["dataset"].startswith("simulator")]
     lines = [
         "| head | tasks | 90% mass covered | median half-width / mass | held-out W1 per draw / "
         "point (mean ratio) | pooled / point |",
         "|---|---|---|---|---|---|",
     ]
-    for head, mine in tasks.items():
-        covered = [bool(m["mass_covered"][t[1] - 1]) for t, m in mine.items()]
-        half = [h for t, m in mine.items() if (h := halfwidth_rel(m, t[1] - 1)) is not None]
-        per, pooled = [], []
-        for t, m in mine.items():
-            if t in point:
-                ref = point[t]["w1"][t[1] - 1]
-                per.append(m["w1"][t[1] - 1] / ref)
-                if "w1_pooled" in m:
-                    pooled.append(m["w1_pooled"][t[1] - 1] / ref)
+    for head, s in loo_summary(loo).items():
+        covered = round(s["covered"] * s["tasks"])
+        pooled = s["w1_pooled_vs_point"]
         lines.append(
-            f"| {head} | {len(mine)} | {np.mean(covered):.2f} ({sum(covered)}/{len(covered)}) | "
-            f"{np.median(half):.3f} | {np.mean(per):.3f} | "
-            + (f"{np.mean(pooled):.3f} |" if pooled else "- |")
+            f"| {head} | {s['tasks']} | {s['covered']:.2f} ({covered}/{s['tasks']}) | "
+            f"{s['halfwidth_rel']:.3f} | {s['w1_vs_point']:.3f} | "
+            + (f"{pooled:.3f} |" if pooled is not None else "- |")
         )
+    tasks: dict[str, dict[tuple, dict]] = {}
+    for r in loo:
+        if r.get("hold_out") is not None:
+            tasks.setdefault(r["head"], {})[(_name(r), r["hold_out"], r["seed"])] = r["metrics"]
     lines += ["", "Per task (held-out mass: observed, 90% interval; held-out W1 per draw):", ""]
     lines += [
         "| data | held out | head | observed | interval | covered | W1 |",

@@ -181,7 +181,7 @@ def loo_summary(runs: list[dict]) -> dict[str, dict]:
     Returns, per head: "tasks"; "covered" (fraction whose 90% mass interval covers the
     held-out mass); "halfwidth_rel" (median half-width / observed mass); "w1" (mean held-out
     W1, per draw); "w1_vs_point" (mean over tasks of W1 / the point head's W1 on the same task;
-    None without point runs).
+    None without point runs); "w1_pooled_vs_point" (the same for the pooled predictive's W1).
     """
     tasks: dict[str, dict[tuple, dict]] = {}
     for r in runs:
@@ -195,12 +195,18 @@ def loo_summary(runs: list[dict]) -> dict[str, dict]:
         half = [halfwidth_rel(m, t[1] - 1) for t, m in mine.items()]
         half = [x for x in half if x is not None]
         ratios = [w1[t] / point[t] for t in w1 if t in point and point[t] > 0]
+        pooled = [
+            m["w1_pooled"][t[1] - 1] / point[t]
+            for t, m in mine.items()
+            if "w1_pooled" in m and t in point and point[t] > 0
+        ]
         out[head] = {
             "tasks": len(mine),
             "covered": float(np.mean([bool(m["mass_covered"][t[1] - 1]) for t, m in mine.items()])),
             "halfwidth_rel": float(np.median(half)) if half else None,
             "w1": float(np.mean(list(w1.values()))),
             "w1_vs_point": float(np.mean(ratios)) if ratios else None,
+            "w1_pooled_vs_point": float(np.mean(pooled)) if pooled else None,
         }
     return out
 
