@@ -216,10 +216,16 @@ class VGFM:
             if getattr(c, k) == "auto" or (getattr(c, k) is None and not ds)
         ]
         if not auto:
-            return {
+            fixed = {
                 k: getattr(c, k) if getattr(c, k) is not None else ds.get(k, GENERIC_OT[k])
                 for k in GENERIC_OT
             }
+            if self.head.deterministic:
+                return fixed
+            # the heads' mass intervals need the held-out discrepancy; the score's own
+            # choice of setting stands in for the fixed one (the residuals barely depend on it)
+            result = tune_srot(data, seed=c.seed, generic=GENERIC_OT)
+            return {**fixed, "mass_discrepancy": result.mass_discrepancy()}
         if c.normalize_cost is False:
             raise ConfigError(
                 "auto SROT settings are chosen on the max-normalised cost: set normalize_cost "
@@ -231,12 +237,15 @@ class VGFM:
         if "tau" not in auto:
             grid["taus"] = (float(c.tau if c.tau is not None else ds["tau"]),)
         result = tune_srot(data, seed=c.seed, generic=GENERIC_OT, **grid)
-        return {
+        out = {
             **result.best,
             "srot_auto": auto,
             "srot_mixture": result.mixture(),
             "srot_tuning": result.to_dict(),
         }
+        if not self.head.deterministic:
+            out["mass_discrepancy"] = result.mass_discrepancy()
+        return out
 
     @property
     def srot_options(self) -> dict[str, Any]:
@@ -631,10 +640,12 @@ class VGFM:
             torch.tensor(times, dtype=torch.float32, device=self.device),
             step_size or self.resolved["step_size"],
         )
-        if self.scaling is None or self.scaling.is_identity:
-            return traj
-        x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
-        return Trajectories(traj.times, x, traj.log_w, members=traj.members)
+        disc = None if post.deterministic else self.resolved.get("mass_discrepancy")
+        noise = None if not disc or disc["sd"] <= 0 else (disc["sd"], disc["dof"])
+        x = traj.x
+        if self.scaling is not None and not self.scaling.is_identity:
+            x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
+        return Trajectories(traj.times, x, traj.log_w, members=traj.members, mass_noise=noise)
 
     def growth_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
         """Growth-rate draws (per unit time) at points x (n, D) in user units: shape (S, n)."""

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..data import TimeCourse
 from ..ot import w1_exact
-from ..posterior import Trajectories, central_interval
+from ..posterior import Trajectories
 
 
 def relative_mass_error(predicted: np.ndarray | float, observed: np.ndarray | float):
@@ -71,10 +71,12 @@ def score(
     mini-batch estimate of ``w1_minibatch`` instead: "w1_method" says, per time, "exact" or
     "minibatch" (with "w1_minibatch": {"size", "repeats"}); such values are biased upwards and
     are not comparable with exact W1.
-    The 90% predictive interval of the total mass (5% and 95% quantiles over draws; for an
-    ensemble the Student-t interval for a new member, posterior/intervals.py), whether it
-    covers the observed mass and its half-width relative to the observed mass
-    ("mass_halfwidth_rel") are reported too (degenerate for a point estimate).
+    The 90% predictive interval of the observed total mass ("mass_q05", "mass_q95": on log
+    mass, quantiles over draws or for an ensemble the Student-t interval for a new member,
+    widened by the trajectories' held-out discrepancy ``mass_noise`` where there is one;
+    posterior/intervals.py), whether it covers the observed mass and its half-width relative
+    to the observed mass ("mass_halfwidth_rel") are reported too (degenerate for a point
+    estimate). With a discrepancy, "mass_credible_q05/q95" is the model's mass alone.
 
     Two W1 per time describe a posterior predictive: "w1_per_draw" (= "w1", each draw scored on
     its own, then averaged) and "w1_pooled" (all draws' particles pooled, weights divided by S:
@@ -136,7 +138,7 @@ def score(
     mass_mean = mass[:, ks].mean(0)
     observed = data.masses[ks]
     rme = relative_mass_error(mass_mean, observed)
-    lo, hi = central_interval(mass[:, ks], 0.9, axis=0, members=traj.members)
+    lo, hi = (b[ks] for b in traj.mass_interval(0.9))
     out = {
         "times": [float(data.times[k]) for k in ks],
         "w1": w1.tolist(),
@@ -150,6 +152,7 @@ def score(
         "mass_q95": hi.tolist(),
         "mass_covered": ((lo <= observed) & (observed <= hi)).tolist(),
         "mass_halfwidth_rel": ((hi - lo) / 2 / observed).tolist(),
+        "mass_noise": None if traj.mass_noise is None else list(traj.mass_noise),
         "w1_per_draw": w1.tolist(),
         "w1_per_draw_mean": float(w1.mean()),
         "w1_pooled": pooled,
@@ -159,6 +162,9 @@ def score(
         "samples": int(w.shape[0]),
         "w1_method": ["exact" if e else "minibatch" for e in exact],
     }
+    if traj.mass_noise is not None:  # the model's own mass, without the discrepancy
+        c_lo, c_hi = (b[ks] for b in traj.mass_interval(0.9, observed=False))
+        out["mass_credible_q05"], out["mass_credible_q95"] = c_lo.tolist(), c_hi.tolist()
     if not all(exact):
         out["w1_minibatch"] = {"size": minibatch_size, "repeats": minibatch_repeats}
     if held_out is not None:

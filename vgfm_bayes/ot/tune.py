@@ -52,10 +52,11 @@ N_BOOT = 2000
 class TuneResult:
     """The score table and what it implies.
 
-    rows : one dict per setting: eps, tau, score (sum over held-out snapshots), w1 and
-        mass_error (lists, one per held-out snapshot), weight (bootstrap probability of being
-        best), ok (False if SROT failed there; such a row never wins).
+    rows : one dict per setting: eps, tau, score (sum over held-out snapshots), w1,
+        mass_error and mass (predicted mass; lists, one per held-out snapshot), weight
+        (bootstrap probability of being best), ok (False if SROT failed there; never wins).
     folds : the held-out (interior) snapshot indices.
+    observed_mass : the observed relative mass of each held-out snapshot.
     best : {"eps", "tau", "normalize_cost"} of the lowest score.
     fallback : True when there were too few snapshots to score (generic settings used).
     """
@@ -66,6 +67,7 @@ class TuneResult:
     seconds: float = 0.0
     fallback: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    observed_mass: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,12 +77,19 @@ class TuneResult:
             "seconds": self.seconds,
             "fallback": self.fallback,
             "options": self.options,
+            "observed_mass": self.observed_mass,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TuneResult:
         return cls(
-            d["rows"], d["folds"], d["best"], d["seconds"], d["fallback"], d.get("options", {})
+            d["rows"],
+            d["folds"],
+            d["best"],
+            d["seconds"],
+            d["fallback"],
+            d.get("options", {}),
+            d.get("observed_mass", []),
         )
 
     def mixture(self, mass: float = 0.99, max_settings: int = 10) -> list[dict[str, Any]]:
@@ -101,6 +110,33 @@ class TuneResult:
             r["weight"] /= total
             r["normalize_cost"] = self.best["normalize_cost"]
         return out
+
+    def mass_discrepancy(self, mixture: list[dict[str, Any]] | None = None) -> dict | None:
+        """How far held-out snapshots' masses sit from what their neighbours predict: the
+        noise of an observed log total mass about the model's (DESIGN 3.1, item 5).
+
+        r_k = sum_s w_s log(predicted mass_s,k) - log(observed M_k) over the held-out
+        snapshots k, with the mixture's weights w_s (default ``self.mixture()``); under
+        r_k ~ N(0, sigma^2) and a Jeffreys prior on sigma, a new residual is sd * t_n with
+        sd^2 = mean r_k^2 and n = number of held-out snapshots. Returns {"sd", "dof",
+        "residuals", "folds"}, or None when nothing was held out (or masses were not kept).
+        """
+        if self.fallback or not self.folds or not self.observed_mass:
+            return None
+        mixture = self.mixture() if mixture is None else mixture
+        rows = {(r["eps"], r["tau"]): r for r in self.rows if r["ok"] and "mass" in r}
+        parts = [(m["weight"], rows.get((m["eps"], m["tau"]))) for m in mixture]
+        if not parts or any(r is None for _, r in parts):
+            return None
+        total = sum(w for w, _ in parts)
+        log_pred = sum(w * np.log(np.asarray(r["mass"])) for w, r in parts) / total
+        resid = log_pred - np.log(np.asarray(self.observed_mass))
+        return {
+            "sd": float(np.sqrt(np.mean(resid**2))),
+            "dof": len(resid),
+            "residuals": resid.tolist(),
+            "folds": list(self.folds),
+        }
 
     def table(self) -> str:
         """The score table as Markdown, lowest score first."""
@@ -242,6 +278,7 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
             "score": float(score[g]),
             "w1": w1[g].tolist(),
             "mass_error": merr[g].tolist(),
+            "mass": mass[g].tolist(),
             "weight": float(weights[g]),
             "ok": bool(ok[g]),
         }
@@ -254,7 +291,8 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
     g = int(np.argmin(score))
     best = {"eps": grid[g][0], "tau": grid[g][1], "normalize_cost": True}
     log.info("SROT tuning: eps=%g tau=%g (score %.4f)", best["eps"], best["tau"], score[g])
-    return TuneResult(rows, folds, best, time.perf_counter() - start, False, options)
+    observed = [float(data.masses[k]) for k in folds]
+    return TuneResult(rows, folds, best, time.perf_counter() - start, False, options, observed)
 
 
 def _solve_warm(x, y, b, eps, tau, potentials, fold):

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..data import TimeCourse  # noqa: E402
-from ..posterior import Trajectories, central_interval  # noqa: E402
+from ..posterior import Trajectories  # noqa: E402
 
 
 def _save(fig, path: Path) -> Path:
@@ -26,9 +26,14 @@ def plot_mass(traj: Trajectories, data: TimeCourse, path: Path, label: str = "mo
     mass = traj.mass  # (S, T)
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
     ax.plot(traj.times, mass.mean(0), "-", color="C0", label=f"{label} (mean)")
+    if traj.mass_noise is not None:
+        lo, hi = traj.mass_interval(0.9)
+        ax.fill_between(
+            traj.times, lo, hi, color="C0", alpha=0.12, label="90% predictive (observation)"
+        )
     if mass.shape[0] > 1:
-        lo, hi = central_interval(mass, 0.9, axis=0, members=traj.members)
-        ax.fill_between(traj.times, lo, hi, color="C0", alpha=0.25, label="90% interval")
+        lo, hi = traj.mass_interval(0.9, observed=False)
+        ax.fill_between(traj.times, lo, hi, color="C0", alpha=0.3, label="90% credible (model)")
     ax.plot(data.times, data.masses, "o", color="k", label="observed")
     ax.set_xlabel("time")
     ax.set_ylabel("relative total mass")

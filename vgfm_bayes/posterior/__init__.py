@@ -3,7 +3,14 @@ ArviZ export and AnnData write-back."""
 
 from .anndata_io import write_posterior
 from .arviz_export import to_inference_data
-from .intervals import QUANTILES, central_interval, prob_positive, quantiles, summarise
+from .intervals import (
+    QUANTILES,
+    central_interval,
+    mass_interval,
+    prob_positive,
+    quantiles,
+    summarise,
+)
 from .predictive import Posterior, Trajectories, direction_spread
 
 __all__ = [
@@ -12,6 +19,7 @@ __all__ = [
     "Trajectories",
     "central_interval",
     "direction_spread",
+    "mass_interval",
     "prob_positive",
     "quantiles",
     "summarise",

@@ -11,6 +11,7 @@ import pyro
 import torch
 
 from ..model import VGFMModel, simulate
+from .intervals import mass_interval
 
 
 @dataclass(frozen=True)
@@ -21,17 +22,29 @@ class Trajectories:
     x : ndarray, shape (S, T, N, D) -- positions per draw, time and particle
     log_w : ndarray, shape (S, T, N) -- log-weights; logsumexp(log_w[s, 0]) = 0
     members : the draws are an ensemble's members (intervals: posterior/intervals.py)
+    mass_noise : (sd, dof) of an observed log total mass about the model's, estimated from
+        held-out snapshots (ot/tune.py ``mass_discrepancy``); None: no such term (point head)
     """
 
     times: np.ndarray
     x: np.ndarray
     log_w: np.ndarray
     members: bool = False
+    mass_noise: tuple[float, float] | None = None
 
     @property
     def mass(self) -> np.ndarray:
         """Total mass per draw and time, shape (S, T)."""
         return np.exp(self.log_w).sum(-1)
+
+    def mass_interval(self, level: float = 0.9, observed: bool = True):
+        """(lower, upper) per time of the central ``level`` interval of the total mass.
+
+        observed : the predictive interval of an observed mass (the model's mass and the
+            held-out discrepancy ``mass_noise``); False: of the model's mass alone.
+        """
+        sd, dof = self.mass_noise if (observed and self.mass_noise) else (0.0, np.inf)
+        return mass_interval(self.mass, level, self.members, sd, dof)
 
 
 class Posterior:
