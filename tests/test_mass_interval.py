@@ -56,8 +56,16 @@ def test_predictive_intervals_cover_new_observations_at_their_level():
 
 def _result(masses, observed, weights=(1.0,)):
     rows = [
-        {"eps": 0.01, "tau": float(i + 1), "score": 0.0, "w1": [0.0] * len(observed),
-         "mass_error": [0.0] * len(observed), "mass": list(m), "weight": w, "ok": True}
+        {
+            "eps": 0.01,
+            "tau": float(i + 1),
+            "score": 0.0,
+            "w1": [0.0] * len(observed),
+            "mass_error": [0.0] * len(observed),
+            "mass": list(m),
+            "weight": w,
+            "ok": True,
+        }
         for i, (m, w) in enumerate(zip(masses, weights, strict=True))
     ]
     best = {"eps": 0.01, "tau": 1.0, "normalize_cost": True}
