@@ -3,15 +3,16 @@ benchmark results.
 
     python benchmarks/write_cards.py [--results heads_out/results.jsonl]
                                      [--bench benchmarks/results/bench/bench.json]
+                                     [--uncertainty benchmarks/results/uncertainty]
                                      [--readme README.md] [--no-cards]
 
 Each card = the head's hand-written about.md + its config + its rows of `vgfm-bayes bench`'s
 results: the data sets fitted whole, the ground-truth simulators' growth calibration (per
-kind: separated, reweight) and the leave-one-out runs (or, with --results, benchmarks/heads.py's
-records for the last two). Every coverage comes with its interval's width. The README gets one
-row per head (what it is: the title of its about.md; its measured numbers), written between the
-markers README_START and README_END. No number is typed by hand. Keys that older result files
-lack are shown as "–".
+kind: separated, reweight) and the leave-one-out runs, taken from benchmarks/uncertainty.sh's
+results (default settings on files; or, with --results, benchmarks/heads.py's records). Every
+coverage comes with its interval's width. The README gets one row per head (what it is: the
+title of its about.md; its measured numbers), written between the markers README_START and
+README_END. No number is typed by hand. Keys that older result files lack are shown as "-".
 """
 
 from __future__ import annotations
@@ -283,11 +284,21 @@ def main(argv=None) -> None:
         help="heads.py results.jsonl (default: the simulator and hold-out runs in --bench)",
     )
     p.add_argument("--bench", default="benchmarks/results/bench/bench.json")
+    p.add_argument(
+        "--uncertainty",
+        default="benchmarks/results/uncertainty",
+        help="folder of benchmarks/uncertainty.sh's bench.json files: the simulator and "
+        "leave-one-out runs with default settings on files (used unless --results is given)",
+    )
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="README with the markers")
     p.add_argument("--no-cards", action="store_true", help="only update the README's table")
     args = p.parse_args(argv)
     bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).is_file() else []
-    if args.results is None:
+    unc = sorted(Path(args.uncertainty).glob("*/bench.json")) if args.uncertainty else []
+    if args.results is None and unc:
+        runs = [r for f in unc for r in json.loads(f.read_text())]
+        results, args.results = results_from_bench(runs), f"{args.uncertainty}/*/bench.json"
+    elif args.results is None:
         results, args.results = results_from_bench(bench), args.bench
     else:
         lines = Path(args.results).read_text().splitlines()

@@ -177,3 +177,32 @@ def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
     out = write_cards.results_from_bench([reweight, new])
     assert out[0]["kind"] == "reweight"
     assert (out[1]["w1_pooled"], out[1]["w1_posterior_mean"]) == (1.0, 1.1)
+
+
+def test_calibration_columns_come_from_the_uncertainty_runs(tmp_path, write_cards):
+    # the oracle-free runs (default settings on files) give the LOO columns, not the bench's
+    _, bench = _fake_results(tmp_path)
+    metrics = {
+        "seconds": {"fit_total": 20.0},
+        "w1_held_out": 0.5,
+        "rme_held_out": 0.1,
+        "mass_q05": [0.5, 0.8],
+        "mass_q95": [1.5, 1.2],
+        "mass_observed": [1.0, 1.0],
+        "mass_covered_held_out": True,
+        "mass_halfwidth_rel_held_out": 0.5,
+    }
+    unc = tmp_path / "unc"
+    for i, head in enumerate(("point", "ensemble")):
+        (unc / f"part{i}").mkdir(parents=True)
+        run = {"dataset": "a.csv", "head": head, "seed": 0, "hold_out": 1, "metrics": metrics}
+        (unc / f"part{i}" / "bench.json").write_text(json.dumps([run]))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{write_cards.README_START}\n{write_cards.README_END}\n")
+    write_cards.main(
+        ["--bench", str(bench), "--uncertainty", str(unc), "--readme", str(readme), "--no-cards"]
+    )
+    text = readme.read_text()
+    assert f"{unc}/*/bench.json" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["| `ensemble`"].endswith("| 1/1 | 0.500 | 1.0 |")
