@@ -12,7 +12,7 @@ kind: separated, reweight) and the leave-one-out runs, taken from benchmarks/unc
 results (default settings on files; or, with --results, benchmarks/heads.py's records). Every
 coverage comes with its interval's width. The README gets one row per head (what it is: the
 title of its about.md; its measured numbers), written between the markers README_START and
-README_END. No number is typed by hand. Keys that older result files lack are shown as "-".
+README_END. No number is typed by hand. Keys that older result files lack are shown as "–".
 """
 
 from __future__ import annotations
