@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# the checks too long for every run (NUTS, torchrun, the notebooks in full); CI runs them too
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q --runslow -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
