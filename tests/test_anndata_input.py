@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from tests.tiny import make_tiny
 from vgfm_bayes import DataError, from_anndata, load_data
 from vgfm_bayes.data import as_timecourse, read_h5ad
 

@@ -86,7 +86,8 @@ def test_cli_fit_h5ad_with_day_labels(tmp_path, tiny_config, cells):
     assert model.source["time_map"] == {"day0": 0, "day1": 0.5, "day2": 1, "day3": 2, "day4": 4}
     out = model.to_anndata(cells, samples=2)
     assert out.uns["vgfm_bayes"]["time_key"] == "day"
-    assert out.uns["vgfm_bayes"]["time_map"]["day1"] == 0.5
+    info = out.uns["vgfm_bayes"]
+    assert dict(zip(info["time_labels"], info["time_values"], strict=True))["day1"] == 0.5
 
 
 def test_cli_rep_must_be_given_without_x_pca(tmp_path, tiny_config, cells, capsys):
@@ -197,7 +198,9 @@ def test_scvelo_stream_plot_draws_without_recomputing(fitted, cells):
     import matplotlib
 
     matplotlib.use("Agg")
-    scv = pytest.importorskip("scvelo", reason="scVelo does not import here (pip install .[scverse])")
+    scv = pytest.importorskip(
+        "scvelo", reason="scVelo does not import here (pip install .[scverse])"
+    )
     adata = cells.copy()
     # as after a scVelo run on the UMAP: without its embeddings listing "pca", scVelo would
     # recompute velocity_pca from a velocity graph (there is none: it would fail)

@@ -651,7 +651,7 @@ class VGFM:
         params = post.draw(samples) if params is None else params
         v = post.velocity_draws(params, self._tensor(x), float(t)).cpu().numpy()
         if self.scaling is not None:
-            v = v * self.scaling.scale  # internal units per time -> user units per time
+            v *= self.scaling.scale  # internal units per time -> user units per time (in place)
         return v
 
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:

@@ -114,7 +114,9 @@ def to_anndata(
         "head": model.config.head,
         "data": model.data.name,
         "time_key": time_key,
-        "time_map": labels or None,
+        # label -> time as two lists: labels may hold characters h5ad keys cannot ("/")
+        "time_labels": list(labels) or None,
+        "time_values": list(labels.values()) or None,
         "samples": int(out["samples"]),
         "config": model.config.to_dict(),
         "resolved": model.resolved,

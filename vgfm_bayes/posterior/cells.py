@@ -16,8 +16,9 @@ from .intervals import summarise
 from .predictive import direction_spread
 
 # bytes of float32 draws (S x cells x width) one batch may hold; the fields' hidden layers are
-# as wide as ``width``, and a few such tensors are alive at once inside a forward pass
-BATCH_BYTES = 32 * 2**20
+# as wide as ``width``, and a few such tensors are alive at once (inside a forward pass, and
+# the summaries' temporaries), so a batch's peak is some multiple of this
+BATCH_BYTES = 16 * 2**20
 MAX_BATCH = 4096
 
 
@@ -77,7 +78,7 @@ def cell_summaries(
             v = velocity(x, float(t))
             out["velocity_mean"][idx] = v.mean(0, dtype=np.float64)
             if v.shape[0] > 1:
-                out["velocity_sd"][idx] = v.std(0, ddof=1, dtype=np.float64)
+                out["velocity_sd"][idx] = v.std(0, ddof=1)  # float32 temporaries, not float64
             out["direction_spread"][idx] = direction_spread(v)
             del v
     out["samples"] = np.asarray(n_draws)
