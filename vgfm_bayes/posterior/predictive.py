@@ -79,8 +79,12 @@ class Posterior:
             if self.model.member_shape:
                 return self.model.unpack(self.guide())
             n = self.n_draws(samples)
-            values = [self.guide() for _ in range(n)]
-        stacked = {k: torch.stack([v[k] for v in values]) for k in values[0]}
+            stacked: dict[str, torch.Tensor] = {}
+            for i in range(n):  # filled in place: a list of draws and its stack would be 2x
+                for k, v in self.guide().items():
+                    if k not in stacked:
+                        stacked[k] = torch.empty((n, *v.shape), dtype=v.dtype, device=v.device)
+                    stacked[k][i] = v
         return self.model.unpack(stacked)
 
     @torch.no_grad()
