@@ -8,7 +8,8 @@ calls ``to_anndata(adata, samples=--draws)``. Measured in that subprocess:
 
     peak_mb     the rise of the resident set size during the call over the RSS just before it
                 (a thread polls /proc/self/statm every 2 ms)
-    maxrss_mb   the rise of ru_maxrss (the process's peak RSS) over the call, a cross-check
+    maxrss_mb   the rise of ru_maxrss (the process's peak RSS) over the call: a lower bound, it
+                only counts what goes past the process's earlier peak (loading torch, the model)
     outputs_mb  what the call must return anyway: the copy of the AnnData (to_anndata works on a
                 copy) and the summaries written into it
     working_mb  peak_mb - outputs_mb: memory for the draws, which should not grow with n
