@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, read_masses
+from .data import DataError, read_masses, read_time_map
 from .estimator import VGFM, RunError
 from .infer import (
     CheckpointError,
@@ -80,6 +80,7 @@ def _fit(args) -> None:
                 time_key=args.time_key,
                 rep=args.rep,
                 masses=masses,
+                time_map=read_time_map(args.time_map),
                 progress=not args.quiet and distributed.is_main(),
                 run_dir=None if several else out,
                 distributed=several,
@@ -122,7 +123,13 @@ def _tune(args) -> None:
         result = TuneResult.from_dict(recorded)
     else:
         masses = read_masses(args.masses) if args.masses else None
-        data = load_data(args.data, time_key=args.time_key, rep=args.rep, masses=masses)
+        data = load_data(
+            args.data,
+            time_key=args.time_key,
+            rep=args.rep,
+            masses=masses,
+            time_map=read_time_map(args.time_map),
+        )
         if args.hold_out is not None:
             data = data.without(args.hold_out)
         result = tune_srot(data, seed=args.seed)
@@ -145,7 +152,11 @@ def _tune(args) -> None:
 def _evaluate(args) -> None:
     model = VGFM.load(args.run, device=args.device)
     metrics = model.evaluate(
-        data=args.data, samples=args.samples, time_key=args.time_key, rep=args.rep
+        data=args.data,
+        samples=args.samples,
+        time_key=args.time_key,
+        rep=args.rep,
+        time_map=read_time_map(args.time_map),
     )
     path = Path(args.run) / "metrics.json"
     _write_text(path, json.dumps(metrics, indent=2))
@@ -262,9 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--time-key",
                 default=None,
-                help="time column (CSV, default 'samples') or obs key (.h5ad)",
+                help="time column (CSV, default 'samples') or obs key (.h5ad); .h5ad labels may "
+                "be numbers, strings with one number ('day2', 'E7.5') or an ordered categorical",
             )
-            sp.add_argument("--rep", default="X", help=".h5ad: obsm key or X (default X)")
+            sp.add_argument(
+                "--rep",
+                default=None,
+                help=".h5ad: obsm key (e.g. X_pca, X_umap) or X (dense or sparse); default "
+                "X_pca when present, else it must be given",
+            )
+            sp.add_argument(
+                "--time-map",
+                default=None,
+                metavar="MAP",
+                help=".h5ad: time of each label, overriding how labels are read: "
+                "'day0=0,day1=1.5,...' or a JSON file {\"day0\": 0, ...}",
+            )
 
     sp = sub.add_parser("fit", help="train a model and save a run folder")
     sp.add_argument("data", nargs="?", help="CSV / .h5ad file or bundled data set name")
