@@ -150,6 +150,10 @@ def test_compare_and_trajectories(models, tmp_path):
     fig = vb.pl.trajectories(models["ensemble"], draws=2, n_paths=5)
     labels = [ln.get_label() for ln in fig.axes[0].get_lines()]
     assert labels.count("draw 0") == 1 and labels.count("draw 1") == 1 and len(labels) == 10
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == 41  # a fine grid, not the snapshots
+    traj = models["ensemble"].simulate()
+    fig = vb.pl.trajectories(models["ensemble"], traj=traj, draws=1, n_paths=3)
+    assert len(fig.axes[0].get_lines()[0].get_xdata()) == len(traj.times)
     with pytest.raises(ValueError, match="fitted"):
         vb.pl.mass(VGFM(**TINY))
 

@@ -175,11 +175,11 @@ def growth_mean(ax: Axes, x: np.ndarray, mean, p_positive, dims=(0, 1)):
 def growth_calls(ax: Axes, x: np.ndarray, calls, dims=(0, 1)) -> None:
     """Cells coloured by their credible call, with the count of each call in the legend."""
     calls = np.asarray(calls)
-    for name in (CALLS[1], CALLS[0], CALLS[2]):  # undetermined underneath
+    for name in (CALLS[2], CALLS[0], CALLS[1]):  # undetermined on top: where it is unsure
         sel = calls == name
         ax.scatter(
             *_xy(x[sel], dims),
-            s=5,
+            s=7 if name == CALLS[1] else 5,
             color=CALL_COLOURS[name],
             linewidths=0,
             label=f"{name} ({int(sel.sum())})",

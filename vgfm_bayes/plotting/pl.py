@@ -194,6 +194,7 @@ def trajectories(
     *,
     traj: Trajectories | None = None,
     samples: int = 100,
+    n_times: int = 41,
     draws: int = 4,
     n_paths: int = 60,
     dims: tuple[int, int] = (0, 1),
@@ -204,9 +205,15 @@ def trajectories(
 ) -> Figure:
     """Observed snapshots with the simulated paths of ``n_paths`` first-snapshot cells under
     each of ``draws`` posterior draws (one colour per draw): where the draws part, the path is
-    uncertain."""
+    uncertain.
+
+    traj : trajectories to draw; by default ``draws`` draws simulated at ``n_times`` times
+        evenly spaced over the observed range (smooth paths, not only the snapshots' times).
+    """
     data = _fitted(model)
-    traj = model.simulate(samples) if traj is None else traj
+    if traj is None:
+        grid = np.linspace(data.times[0], data.times[-1], max(n_times, 2))
+        traj = model.simulate(min(samples, draws), times=grid)
     fig, (a,), own = _axes(ax, 1, (5.4, 4.4))
     draw.snapshots(a, data, dims)
     draw.paths(a, traj, draws=draws, n_paths=n_paths, dims=dims, seed=seed)

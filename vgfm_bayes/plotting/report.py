@@ -33,7 +33,8 @@ def write_figures(
     models : head name -> fitted VGFM (same data); ``main`` is the head whose uncertainty the
         single-model figures show (mass bands, growth, velocity, trajectories); every other
         head's mean mass is drawn into mass.png beside it, and compare.png / w1.png show all.
-    trajs, metrics : per head, ``simulate`` and ``evaluate`` outputs (reused, not recomputed).
+    trajs, metrics : per head, ``simulate`` and ``evaluate`` outputs at the observed times
+        (reused, not recomputed; trajectories.png simulates ``draws`` draws on a finer grid).
     growth_table : ``pl.growth_calls(models[main])``, if already computed.
     """
     out = Path(out)
@@ -54,7 +55,7 @@ def write_figures(
     pl._finish(fig, True, False, paths["mass.png"])
     pl.growth(m, table=growth_table, save=paths["growth.png"])
     pl.velocity_uncertainty(m, save=paths["velocity.png"])
-    pl.trajectories(m, traj=trajs[main], draws=draws, save=paths["trajectories.png"])
+    pl.trajectories(m, draws=draws, save=paths["trajectories.png"])  # on a fine time grid
     pl.compare(models, metrics=metrics, panels=("w1",), save=paths["w1.png"])
     pl.compare(
         models,
