@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from tests.tiny import TINY
 from vgfm_bayes.cli import main
@@ -128,6 +129,7 @@ def test_module_entry_point_help():
 
 def test_demo_quick_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
     files = ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png")
     for f in (*files, "velocity.png", "compare.png", "run/config.json"):
@@ -141,6 +143,8 @@ def test_demo_quick_writes_report(tmp_path, capsys):
         assert key in m
     ens = m["heads"]["ensemble"]
     assert ens["samples"] == 3  # --quick: 3 members
+    assert m["demo"]["torch_threads"] == 1  # the demo's default, restored afterwards:
+    assert torch.get_num_threads() == threads
     assert np.all(np.array(ens["mass_q95"]) > np.array(ens["mass_q05"]))  # a real band
     n_cells = 400 + 442 + 530 + 690 + 969
     for h in ("point", "ensemble"):
@@ -157,12 +161,24 @@ def test_demo_quick_writes_report(tmp_path, capsys):
     assert "point: W1" in printed and "ensemble: W1" in printed
 
 
-def test_demo_bayes_head_none(tmp_path):
+def test_demo_point_head_alone(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--quick", "--quiet", "--bayes-head", "none"]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["heads"]) == ["point"] and m["demo"]["main"] == "point"
+    assert not list(out.glob("run_*")) and (out / "growth.png").is_file()
+    assert "W1 point" in (out / "report.md").read_text()
+
+
+def test_demo_rejects_bad_options(tmp_path):
     from vgfm_bayes.demo import run_demo
 
     with pytest.raises(ValueError, match="unknown"):
         run_demo(tmp_path / "d", bayes="nope", quick=True, progress=False)
     assert not (tmp_path / "d").exists()  # nothing written before the names are checked
+    with pytest.raises(ValueError, match="threads"):
+        run_demo(tmp_path / "d", threads=0)
 
 
 def test_cli_fit_from_h5ad(tmp_path, tiny, tiny_config):

@@ -225,6 +225,7 @@ def _demo(args) -> None:
         quick=args.quick,
         device=args.device,
         progress=not args.quiet,
+        threads=args.threads or None,
     )
     for name, h in m["heads"].items():
         print(f"{name}: W1 {h['w1_mean']:.4f}, RME {h['rme_mean']:.4f}")
@@ -339,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="ensemble",
         help="the Bayesian head whose uncertainty the figures show (default ensemble; "
         "'none': the baseline only)",
+    )
+    sp.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: faster for these small networks, above all on a shared "
+        "machine; 0: torch's default)",
     )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .data import DATASETS, TimeCourse, load
 from .estimator import VGFM
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 # solves its own SROT plans, the slowest part of a short run)
 QUICK = {"warmup_steps": 30, "joint_steps": 2, "joint_particles": 128, "joint_targets": 128}
 QUICK_HEAD = {"ensemble": {"members": 3}}
+DEMO_THREADS = 1  # torch threads during the demo (run_demo's docstring says why)
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -180,7 +182,9 @@ def _report(
         "## Wall time (s)",
         "",
         *(_seconds_line(h, seconds[h]) for h in heads),
-        f"- whole demo (fits, evaluation, figures, report): {total:.1f}",
+        f"- whole demo (fits, evaluation, figures, report): {total:.1f}, with "
+        f"{torch.get_num_threads()} torch thread(s); on a machine shared with other jobs "
+        "these times are inflated",
         "",
         "Files: `metrics.json` (the first head's metrics at the top level, every head's under "
         f"`heads`), `run/` (`{heads[0]}`)"
@@ -200,15 +204,33 @@ def run_demo(
     device: str = "cpu",
     progress: bool = True,
     samples: int = 100,
+    threads: int | None = DEMO_THREADS,
 ) -> dict:
     """Fit ``model`` (the point head) and ``bayes`` (a Bayesian head; None: none), evaluate,
     and report. ``quick`` trains a few steps only (for tests and smoke runs).
+
+    threads : torch's intra-op threads while the demo runs (restored afterwards); None keeps
+        torch's setting. The default 1: these networks are small, and on a 2-core machine
+        shared with other jobs two threads per process made the demo 5-6x slower (measured
+        under load ~5: 517-606 s with 2 threads, 93 s with 1, same numbers to 3 decimals).
 
     Writes to ``out``: run/ (``model``'s saved run), run_<bayes>/, metrics.json, report.md and
     the figures of ``vgfm_bayes.plotting.FIGURES`` (mass, growth, velocity, trajectories, w1,
     compare). Returns the metrics written to metrics.json: ``model``'s at the top level (as
     before), every head's under "heads".
     """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 (or None for torch's setting), got {threads}")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _run_demo(out, dataset, model, bayes, seed, quick, device, progress, samples)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_demo(out, dataset, model, bayes, seed, quick, device, progress, samples) -> dict:
     start = time.perf_counter()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -260,6 +282,7 @@ def run_demo(
             "main": main,
             "seed": seed,
             "quick": quick,
+            "torch_threads": torch.get_num_threads(),
             "seconds": seconds,
             "seconds_total": total,
             "figures": list(FIGURES),
