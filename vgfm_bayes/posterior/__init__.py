@@ -6,16 +6,19 @@ from .arviz_export import to_inference_data
 from .cellrank import real_time_kernel, srot_couplings
 from .cells import batch_cells, cell_summaries
 from .intervals import (
+    CALLS,
     QUANTILES,
     central_interval,
     mass_interval,
     prob_positive,
     quantiles,
+    sign_calls,
     summarise,
 )
 from .predictive import Posterior, Trajectories, direction_spread
 
 __all__ = [
+    "CALLS",
     "GROWTH_COLUMNS",
     "QUANTILES",
     "Posterior",
@@ -28,6 +31,7 @@ __all__ = [
     "prob_positive",
     "quantiles",
     "real_time_kernel",
+    "sign_calls",
     "srot_couplings",
     "summarise",
     "to_inference_data",

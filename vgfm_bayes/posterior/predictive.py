@@ -135,6 +135,9 @@ def direction_spread(v: np.ndarray) -> np.ndarray:
     2 arcsin(|u - m| / 2), which unlike arccos(u . m) keeps its precision for small angles
     (also for float32 draws).
     """
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape[0] < 2:  # exactly 0, not arccos's rounding of a float32 cosine near 1
+        return np.zeros(v.shape[1])
     unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
     mean_dir = unit.mean(0)
     mean_dir = mean_dir / np.maximum(np.linalg.norm(mean_dir, axis=-1, keepdims=True), 1e-12)
