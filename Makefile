@@ -4,14 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, the CPU build: otherwise a dependency pulls a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,scverse]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# the checks too long for every run (NUTS, torchrun, the notebooks in full); CI runs them too
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q --runslow -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

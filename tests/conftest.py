@@ -1,10 +1,15 @@
 from __future__ import annotations
 
-import pyro
-import pytest
-import torch
+import os
 
-from tests.tiny import TINY, make_tiny, write_csv
+# figures in tests are files only; a user's MPLBACKEND is kept (the package never sets one)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.tiny import TINY, make_tiny, write_csv  # noqa: E402
 
 
 def pytest_addoption(parser):

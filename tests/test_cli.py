@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from tests.tiny import TINY
 from vgfm_bayes.cli import main
@@ -126,12 +127,58 @@ def test_module_entry_point_help():
         assert cmd in r.stdout
 
 
-def test_demo_quick_writes_report(tmp_path):
+def test_demo_quick_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
-    for f in ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png"):
+    files = ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png")
+    for f in (*files, "velocity.png", "compare.png", "run/config.json"):
         assert (out / f).is_file(), f
-    assert "published VGFM" in (out / "report.md").read_text()
+    assert (out / "run_ensemble").is_dir()
+    m = json.loads((out / "metrics.json").read_text())
+    # the point head's metrics stay at the top level; every head's sit under "heads"
+    assert m["model"] == "point" and set(m["heads"]) == {"point", "ensemble"}
+    assert m["w1_mean"] == m["heads"]["point"]["w1_mean"]
+    for key in ("times", "w1", "rme", "w1_mean", "rme_mean", "mass_q05", "mass_q95", "seconds"):
+        assert key in m
+    ens = m["heads"]["ensemble"]
+    assert ens["samples"] == 3  # --quick: 3 members
+    assert m["demo"]["torch_threads"] == 1  # the demo's default, restored afterwards:
+    assert torch.get_num_threads() == threads
+    assert np.all(np.array(ens["mass_q95"]) > np.array(ens["mass_q05"]))  # a real band
+    n_cells = 400 + 442 + 530 + 690 + 969
+    for h in ("point", "ensemble"):
+        c = m["heads"][h]["growth_calls"]
+        assert c["cells"] == n_cells == c["proliferating"] + c["dying"] + c["undetermined"]
+    assert m["heads"]["point"]["growth_calls"]["undetermined"] == 0
+    report = (out / "report.md").read_text()
+    assert "published VGFM" in report and "W1 ensemble" in report and "W1 point" in report
+    c = m["heads"]["ensemble"]["growth_calls"]
+    assert f"| ensemble | {n_cells} | {c['dying']} | {c['undetermined']} |" in report
+    for f in ("mass.png", "growth.png", "velocity.png", "trajectories.png"):
+        assert f"]({f})" in report
+    printed = capsys.readouterr().out
+    assert "point: W1" in printed and "ensemble: W1" in printed
+
+
+def test_demo_point_head_alone(tmp_path):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--quick", "--quiet", "--bayes-head", "none"]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["heads"]) == ["point"] and m["demo"]["main"] == "point"
+    assert not list(out.glob("run_*")) and (out / "growth.png").is_file()
+    assert "W1 point" in (out / "report.md").read_text()
+
+
+def test_demo_rejects_bad_options(tmp_path):
+    from vgfm_bayes.demo import run_demo
+
+    with pytest.raises(ValueError, match="unknown"):
+        run_demo(tmp_path / "d", bayes="nope", quick=True, progress=False)
+    assert not (tmp_path / "d").exists()  # nothing written before the names are checked
+    with pytest.raises(ValueError, match="threads"):
+        run_demo(tmp_path / "d", threads=0)
 
 
 def test_cli_fit_from_h5ad(tmp_path, tiny, tiny_config):

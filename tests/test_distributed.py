@@ -60,6 +60,7 @@ def _comparable(runs):
     ]
 
 
+@pytest.mark.slow  # two torchrun launches: CI's slow set (make test-slow)
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_bench_equals_single_process(tmp_path, tiny, monkeypatch):
     """Two ranks, three jobs (quick, tiny data; rank 0 runs jobs 0 and 2, rank 1 job 1): rank 0
@@ -89,6 +90,7 @@ def test_torchrun_bench_equals_single_process(tmp_path, tiny, monkeypatch):
     assert proc.stdout.count("# vgfm-bayes bench") == 1  # only rank 0 writes the tables
 
 
+@pytest.mark.slow  # two torchrun launches: CI's slow set (make test-slow)
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_ensemble_fit_equals_single_process(tmp_path, tiny, monkeypatch):
     """A 4-member ensemble spread over two ranks (members 0-1 and 2-3): rank 0 saves weights

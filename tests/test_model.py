@@ -6,6 +6,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
+from tests.tiny import make_tiny
 from vgfm_bayes.model import DistributionFit, VGFMModel, get_head, simulate, vgfm_sigmas
 from vgfm_bayes.nn import Fields
 from vgfm_bayes.ot import interval_plans, sample_pairs, w1_exact, w1_loss
@@ -24,8 +25,11 @@ def _point_model(tiny, n_eff=None):
     return fields, model, guide, init
 
 
-def test_point_head_elbo_is_the_vgfm_mse_loss(tiny):
-    """-ELBO = n_eff * (mean (v-u)^2 + mean (g-gamma)^2) + const, with equal gradients."""
+@pytest.mark.parametrize("dim", [2, 5])
+def test_point_head_elbo_is_the_vgfm_mse_loss(dim):
+    """-ELBO = n_eff * (mean (v-u)^2 + mean (g-gamma)^2) + const, with equal gradients; at
+    D = 5 as well, where sigma_v = sqrt(D/2) != 1 (at D = 2 a wrong scale would pass)."""
+    tiny = make_tiny(dim=dim)
     fields, model, guide, init = _point_model(tiny)
     plans = interval_plans(tiny, 0.05, 1.0, True)
     batch = sample_pairs(plans, 16, 0.1, torch.Generator().manual_seed(0))

@@ -92,7 +92,7 @@ def h5ad(tmp_path):
     tc = make_tiny()
     x = np.concatenate(tc.x)
     day = np.repeat(tc.times, tc.counts)
-    obs = pd.DataFrame({"day": day, "label": [f"d{int(d)}" for d in day]})
+    obs = pd.DataFrame({"day": day, "label": np.where(day < 1, "early", "late")})
     obs.index = obs.index.astype(str)
     adata = ad.AnnData(np.zeros((len(x), 3), dtype=np.float32), obs=obs)
     adata.obsm["X_pca"] = x
@@ -109,7 +109,9 @@ def h5ad(tmp_path):
     [
         (["--time-key", "hours", "--rep", "X_pca"], "no obs column 'hours'"),
         (["--time-key", "day", "--rep", "X_umap"], "no obsm key 'X_umap'"),
-        (["--time-key", "label", "--rep", "X_pca"], "not numeric"),
+        (["--time-key", "label", "--rep", "X_pca"], "cannot read a time from label(s) 'early'"),
+        (["--time-key", "label", "--time-map", "early=0"], "no number for label(s) 'late'"),
+        (["--time-key", "day", "--rep", "X_pca", "--time-map", "x"], "not LABEL=NUMBER"),
         (["--time-key", "day", "--rep", "X_nan"], "NaN or infinite"),
         (["--rep", "X_pca"], "needs --time-key"),
     ],

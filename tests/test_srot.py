@@ -87,10 +87,12 @@ def test_interpolant_is_forward_from_source_to_target():
     x0 = torch.tensor([[0.0, 0.0], [10.0, 10.0]])
     x1 = torch.tensor([[1.0, 2.0], [11.0, 12.0]])
     plan = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
-    p = IntervalPlan(2.0, 4.0, x0, x1, plan.float(), plan.sum(1), plan.reshape(-1).cumsum(0))
+    p = IntervalPlan(2.0, 4.0, x0, x1, row_sums=plan.sum(1), cdf=plan.reshape(-1).cumsum(0))
     b = sample_pairs([p], 200, sigma=0.0, generator=torch.Generator().manual_seed(0))
     s = (b.t - 2.0) / 2.0
     assert ((s >= 0) & (s <= 1)).all()
+    second = b.x[:, 0] > 5
+    assert 0.3 < second.float().mean() < 0.7  # both pairs drawn, about equally often
     src = torch.where((b.x[:, :1] > 5), x0[1], x0[0])
     dst = torch.where((b.x[:, :1] > 5), x1[1], x1[0])
     np.testing.assert_allclose(b.x.numpy(), (src + s[:, None] * (dst - src)).numpy(), atol=1e-5)
@@ -101,7 +103,7 @@ def test_pairs_are_sampled_in_proportion_to_the_plan():
     plan = torch.tensor([[0.5, 0.1], [0.0, 1.4]], dtype=torch.float64)
     x0 = torch.tensor([[0.0], [1.0]])
     x1 = torch.tensor([[10.0], [20.0]])
-    p = IntervalPlan(0.0, 1.0, x0, x1, plan.sum(1), plan.reshape(-1).cumsum(0))
+    p = IntervalPlan(0.0, 1.0, x0, x1, row_sums=plan.sum(1), cdf=plan.reshape(-1).cumsum(0))
     b = sample_pairs([p], 40000, sigma=0.0, generator=torch.Generator().manual_seed(1))
     u = b.u[:, 0].numpy()
     freq = [np.mean(np.isclose(u, d)) for d in (10.0, 20.0, 19.0)]  # (0,0), (0,1), (1,1)

@@ -5,7 +5,7 @@ Stages, each a sub-package, data flowing one way:
 data -> ot -> nn -> model -> infer -> posterior -> metrics -> plotting -> cli.
 """
 
-from . import datasets, zoo
+from . import datasets, pl, zoo
 from .data import DataError, TimeCourse, from_anndata, load_data
 from .estimator import VGFM, RunError
 from .infer import ConfigError, FitConfig
@@ -21,6 +21,7 @@ __all__ = [
     "TimeCourse",
     "__version__",
     "datasets",
+    "pl",
     "zoo",
     "from_anndata",
     "load_data",

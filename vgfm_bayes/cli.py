@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, read_masses
+from .data import DataError, read_masses, read_time_map
 from .estimator import VGFM, RunError
 from .infer import (
     CheckpointError,
@@ -80,6 +80,7 @@ def _fit(args) -> None:
                 time_key=args.time_key,
                 rep=args.rep,
                 masses=masses,
+                time_map=read_time_map(args.time_map),
                 progress=not args.quiet and distributed.is_main(),
                 run_dir=None if several else out,
                 distributed=several,
@@ -122,7 +123,13 @@ def _tune(args) -> None:
         result = TuneResult.from_dict(recorded)
     else:
         masses = read_masses(args.masses) if args.masses else None
-        data = load_data(args.data, time_key=args.time_key, rep=args.rep, masses=masses)
+        data = load_data(
+            args.data,
+            time_key=args.time_key,
+            rep=args.rep,
+            masses=masses,
+            time_map=read_time_map(args.time_map),
+        )
         if args.hold_out is not None:
             data = data.without(args.hold_out)
         result = tune_srot(data, seed=args.seed)
@@ -145,7 +152,11 @@ def _tune(args) -> None:
 def _evaluate(args) -> None:
     model = VGFM.load(args.run, device=args.device)
     metrics = model.evaluate(
-        data=args.data, samples=args.samples, time_key=args.time_key, rep=args.rep
+        data=args.data,
+        samples=args.samples,
+        time_key=args.time_key,
+        rep=args.rep,
+        time_map=read_time_map(args.time_map),
     )
     path = Path(args.run) / "metrics.json"
     _write_text(path, json.dumps(metrics, indent=2))
@@ -215,16 +226,21 @@ def _growth(args) -> None:
 def _demo(args) -> None:
     from .demo import run_demo
 
+    bayes = None if args.bayes_head.lower() == "none" else args.bayes_head
     m = run_demo(
         args.out,
         dataset=args.dataset,
         model=args.model,
+        bayes=bayes,
         seed=args.seed,
         quick=args.quick,
         device=args.device,
         progress=not args.quiet,
+        threads=args.threads or None,
     )
-    print(f"W1 {m['w1_mean']:.4f}, RME {m['rme_mean']:.4f}; report in {args.out}/report.md")
+    for name, h in m["heads"].items():
+        print(f"{name}: W1 {h['w1_mean']:.4f}, RME {h['rme_mean']:.4f}")
+    print(f"report in {args.out}/report.md ({m['demo']['seconds_total']:.0f} s)")
 
 
 def _bench(args) -> None:
@@ -262,9 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--time-key",
                 default=None,
-                help="time column (CSV, default 'samples') or obs key (.h5ad)",
+                help="time column (CSV, default 'samples') or obs key (.h5ad); .h5ad labels may "
+                "be numbers, strings with one number ('day2', 'E7.5') or an ordered categorical",
             )
-            sp.add_argument("--rep", default="X", help=".h5ad: obsm key or X (default X)")
+            sp.add_argument(
+                "--rep",
+                default=None,
+                help=".h5ad: obsm key (e.g. X_pca, X_umap) or X (dense or sparse); default "
+                "X_pca when present, else it must be given",
+            )
+            sp.add_argument(
+                "--time-map",
+                default=None,
+                metavar="MAP",
+                help=".h5ad: time of each label, overriding how labels are read: "
+                "'day0=0,day1=1.5,...' or a JSON file {\"day0\": 0, ...}",
+            )
 
     sp = sub.add_parser("fit", help="train a model and save a run folder")
     sp.add_argument("data", nargs="?", help="CSV / .h5ad file or bundled data set name")
@@ -322,10 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=_growth)
 
-    sp = sub.add_parser("demo", help="fit + evaluate + report on the bundled simulated gene data")
+    sp = sub.add_parser(
+        "demo",
+        help="fit the point head and a Bayesian head on the bundled simulated gene data, "
+        "evaluate both, and write a report with their uncertainty",
+    )
     sp.add_argument("--out", default="demo_out")
     sp.add_argument("--dataset", default="simulation_gene")
-    sp.add_argument("--model", default="point")
+    sp.add_argument("--model", default="point", help="the baseline head (default point)")
+    sp.add_argument(
+        "--bayes-head",
+        default="ensemble",
+        help="the Bayesian head whose uncertainty the figures show (default ensemble; "
+        "'none': the baseline only)",
+    )
+    sp.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: faster for these small networks, above all on a shared "
+        "machine; 0: torch's default)",
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--quick", action="store_true", help="a few steps only (smoke test)")
     common(sp)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyro
 import torch
 
-from .data import DATASETS, DataError, Scaling, TimeCourse, from_anndata, load_data
+from .data import DATASETS, DataError, Scaling, TimeCourse, as_timecourse, read_time_map
 from .data.datasets import GENERIC_OT
 from .infer import (
     ConfigError,
@@ -43,14 +43,7 @@ from .model import DistributionFit, VGFMModel, get_head, vgfm_sigmas
 from .nn import Fields
 from .ot import member_plans, sample_pairs
 from .ot.tune import allocate_members, tune_srot
-from .posterior import (
-    Posterior,
-    Trajectories,
-    direction_spread,
-    summarise,
-    to_inference_data,
-    write_posterior,
-)
+from .posterior import Posterior, Trajectories, direction_spread, summarise, to_inference_data
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +56,6 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 class RunError(RuntimeError):
     """A run folder that cannot be written or read."""
-
-
-def _as_timecourse(data, time_key: str | None, rep: str, masses=None) -> TimeCourse:
-    if isinstance(data, TimeCourse):
-        if masses is None:
-            return data
-        return TimeCourse(data.times, data.x, masses, data.var_names, name=data.name)
-    if hasattr(data, "obs") and hasattr(data, "obsm"):
-        if time_key is None:
-            raise DataError("AnnData input needs time_key (the obs column with each cell's time)")
-        return from_anndata(data, time_key=time_key, rep=rep, masses=masses)
-    return load_data(data, time_key=time_key, rep=rep, masses=masses)
 
 
 def _data_meta(data: TimeCourse) -> dict[str, Any]:
@@ -161,6 +142,8 @@ class VGFM:
         self.guide = None
         self.resolved: dict[str, Any] = {}
         self.scaling: Scaling | None = None  # user units <-> internal (standardised) units
+        # for AnnData input: {"time_key", "rep", "time_map", "labels"} (data.io.as_timecourse)
+        self.source: dict[str, Any] | None = None
         self._internal: TimeCourse | None = None  # the training data in internal units
         self._share = (0, 1)  # (rank, world): which slice of an ensemble's members this trains
 
@@ -307,11 +290,12 @@ class VGFM:
         hold_out: int | None = None,
         *,
         time_key: str | None = None,
-        rep: str = "X",
+        rep: str | None = None,
         masses=None,
         progress: bool = True,
         run_dir: str | Path | None = None,
         distributed: bool = False,
+        time_map: dict[str, float] | None = None,
     ) -> VGFM:
         """Fit on a TimeCourse, AnnData, CSV / .h5ad path or bundled data set name.
 
@@ -319,7 +303,10 @@ class VGFM:
         ----------
         hold_out : index of a snapshot to leave out of training (leave-one-out); it is kept for
             evaluation.
-        time_key, rep : for AnnData / .h5ad input: the obs time column and the obsm key (or X).
+        time_key, rep : for AnnData / .h5ad input: the obs time column (numbers, labels such as
+            "day2" / "E7.5", or an ordered categorical; data/timelabels.py) and the obsm key
+            (or "X", dense or sparse); rep None: "X_pca" when present.
+        time_map : label -> time for AnnData input, overriding how labels are read.
         masses : array, shape (K,), optional -- relative population size per time point
             (default: cell counts).
         run_dir : folder to checkpoint into while training (created when training starts;
@@ -333,7 +320,7 @@ class VGFM:
         """
         if distributed:
             self._share = self._distributed_share(run_dir)
-        data = _as_timecourse(data, time_key, rep, masses)
+        data, self.source = as_timecourse(data, time_key, rep, masses, read_time_map(time_map))
         train_data = data if hold_out is None else data.without(hold_out)
         run = None if run_dir is None else Path(run_dir)
         if run is not None and run.exists() and (not run.is_dir() or any(run.iterdir())):
@@ -406,6 +393,7 @@ class VGFM:
         self.hold_out = meta["hold_out"]
         self.resolved = meta["resolved"]
         self.scaling = Scaling.from_dict(meta.get("scaling"), self.data.dim)
+        self.source = meta.get("anndata")
         train_data = self.data if self.hold_out is None else self.data.without(self.hold_out)
         return self, train_data
 
@@ -460,6 +448,7 @@ class VGFM:
             "hold_out": self.hold_out,
             "scaling": self.scaling.to_dict(),
             "data": _data_meta(self.data),
+            "anndata": self.source,
         }
         _write_data(run / "data.npz", self.data)
         text = json.dumps(meta, indent=2).encode()
@@ -647,12 +636,14 @@ class VGFM:
             x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
         return Trajectories(traj.times, x, traj.log_w, members=traj.members, mass_noise=noise)
 
-    def growth_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
+    def growth_draws(
+        self, x, t: float, samples: int = 200, *, params=None, dtype=np.float64
+    ) -> np.ndarray:
         """Growth-rate draws (per unit time) at points x (n, D) in user units: shape (S, n)."""
         post = self.posterior
         params = post.draw(samples) if params is None else params
         g = post.growth_draws(params, self._tensor(x), float(t)).cpu().numpy()
-        return g.astype(np.float64)
+        return g.astype(dtype, copy=False)
 
     def velocity_draws(self, x, t: float, samples: int = 200, *, params=None) -> np.ndarray:
         """Velocity draws at points x (n, D), in user units per unit time: shape (S, n, D)."""
@@ -660,7 +651,7 @@ class VGFM:
         params = post.draw(samples) if params is None else params
         v = post.velocity_draws(params, self._tensor(x), float(t)).cpu().numpy()
         if self.scaling is not None:
-            v = v * self.scaling.scale  # internal units per time -> user units per time
+            v *= self.scaling.scale  # internal units per time -> user units per time (in place)
         return v
 
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:
@@ -680,13 +671,18 @@ class VGFM:
             "direction_spread": direction_spread(v),
         }
 
-    def evaluate(self, data=None, samples: int = 20, *, time_key=None, rep="X") -> dict:
+    def evaluate(
+        self, data=None, samples: int = 20, *, time_key=None, rep=None, time_map=None
+    ) -> dict:
         """Score simulated trajectories against every snapshot (DESIGN 4); never trains.
 
-        data : defaults to the data the model was fitted on (held-out snapshot included).
+        data : defaults to the data the model was fitted on (held-out snapshot included);
+            time_key, rep, time_map as for :meth:`fit`.
         """
         self._require_fitted()
-        data = self.data if data is None else _as_timecourse(data, time_key, rep)
+        if data is not None:
+            data, _ = as_timecourse(data, time_key, rep, time_map=read_time_map(time_map))
+        data = self.data if data is None else data
         if data.dim != self.fields.dim:
             raise DataError(
                 f"data have {data.dim} dims but the model was fitted on {self.fields.dim}"
@@ -723,57 +719,109 @@ class VGFM:
     def to_anndata(
         self,
         adata,
-        time_key: str,
-        rep: str = "X",
+        time_key: str | None = None,
+        rep: str | None = None,
         samples: int = 200,
         key_added: str | None = None,
         inplace: bool = False,
+        *,
+        time_map: dict[str, float] | None = None,
+        batch_size: int | None = None,
     ):
         """Write growth and velocity posteriors of every cell, at its own time, into AnnData.
 
-        obsm["velocity_<basis>"] (+ "_sd"), obs growth_mean / sd / q05 / q50 / q95 /
-        p_positive and velocity_direction_spread, uns["vgfm_bayes"] (see
-        posterior.anndata_io). Works on a copy (returned) unless inplace=True.
+        obsm["velocity_<basis>"] (+ "_sd") and uns["velocity_params"] (scVelo draws the
+        stream plot from them as they are), layers["velocity"] in gene space for rep "X_pca"
+        with varm["PCs"], obs growth_mean / sd / q05 / q50 / q95 / p_positive (moscot's growth
+        vocabulary) and velocity_direction_spread, uns["vgfm_bayes"]; all keys prefixed by
+        ``key_added + "_"`` when given (see posterior/anndata_io.py). Rows follow
+        adata.obs_names. Works on a copy (returned) unless inplace=True.
+
+        time_key, rep, time_map : default to what the fit recorded for AnnData input, else
+            rep "X_pca" (see :meth:`fit`).
+        batch_size : cells whose draws are held at once (default: a memory budget, at most
+            4096); the draws are float32 and reduced to summaries per batch, so memory does not
+            grow with samples x n_obs.
         """
-        self._require_fitted()
-        if time_key not in adata.obs:
-            raise DataError(f"adata.obs has no time column {time_key!r}")
-        coords = adata.X if rep == "X" else adata.obsm.get(rep)
-        if coords is None:
-            raise DataError(f"adata.obsm has no {rep!r}; pass rep='X' or an obsm key")
-        coords = np.asarray(coords.toarray() if hasattr(coords, "toarray") else coords)
-        try:
-            times = np.asarray(adata.obs[time_key], dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise DataError(f"obs[{time_key!r}] must be numeric times") from err
-        post = self.posterior
-        params = post.draw(samples)
-        n, d = coords.shape
-        g = np.zeros((next(iter(params.values())).shape[0], n))
-        v = np.zeros((g.shape[0], n, d))
-        for t in np.unique(times):
-            idx = np.flatnonzero(times == t)
-            g[:, idx] = self.growth_draws(coords[idx], t, params=params)
-            v[:, idx] = self.velocity_draws(coords[idx], t, params=params)
-        vsd = v.std(0, ddof=1) if v.shape[0] > 1 else np.zeros((n, d))
-        info = {
-            "head": self.config.head,
-            "data": self.data.name,
-            "time_key": time_key,
-            "samples": int(g.shape[0]),
-            "config": self.config.to_dict(),
-            "resolved": self.resolved,
-        }
-        return write_posterior(
+        from .scverse import to_anndata
+
+        return to_anndata(
+            self,
             adata,
-            growth=summarise(g, members=post.members),
-            velocity_mean=v.mean(0),
-            velocity_sd=vsd,
-            direction_spread=direction_spread(v),
-            rep=rep,
-            params=info,
-            key_added=key_added,
+            time_key,
+            rep,
+            samples,
+            key_added,
+            inplace,
+            time_map=read_time_map(time_map),
+            batch_size=batch_size,
+        )
+
+    def posterior_growth_rates(
+        self,
+        adata,
+        time_key: str | None = None,
+        rep: str | None = None,
+        samples: int = 200,
+        *,
+        time_map: dict[str, float] | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Growth-rate posterior of every cell at its own time, per unit time, as a DataFrame
+        indexed by adata.obs_names with columns growth_mean, growth_sd, growth_q05, growth_q50,
+        growth_q95, growth_p_positive (the obs columns of :meth:`to_anndata`)."""
+        from .scverse import growth_rates
+
+        return growth_rates(
+            self,
+            adata,
+            time_key,
+            rep,
+            samples,
+            time_map=read_time_map(time_map),
+            batch_size=batch_size,
+        )
+
+    def to_cellrank(
+        self,
+        adata,
+        time_key: str | None = None,
+        rep: str | None = None,
+        *,
+        time_map: dict[str, float] | None = None,
+        inplace: bool = False,
+        **kernel_options: Any,
+    ):
+        """A CellRank ``RealTimeKernel`` whose transition matrix comes from this fit.
+
+        Its couplings between consecutive snapshots are the SROT plans that the fit trains on,
+        recomputed on ``adata``'s cells at the fit's resolved settings (eps, tau, cost
+        normalisation, internal units, the fitted masses when the times agree) and
+        row-normalised: pi_ij / sum_j pi_ij is where cell i at t_k goes among the cells at
+        t_{k+1}. Why the plans and not simulated trajectories: the plan couples observed cells
+        to observed cells, which is what a RealTimeKernel holds (as moscot's and WOT's
+        couplings); the fields' regression targets are drawn from it; it is deterministic, and
+        simulated end points would first have to be snapped onto observed cells (a kNN choice
+        of its own). It carries the fit's couplings, not the posterior spread of the fields.
+        Memory: one dense n_k x n_{k+1} float64 plan per interval.
+
+        The kernel works on a copy of ``adata`` (``kernel.adata``; CellRank estimators write
+        there) unless inplace=True, with the numeric times as the ordered categorical
+        obs["vgfm_time"] (CellRank needs a categorical it can sort). ``kernel_options`` go to
+        ``RealTimeKernel.compute_transition_matrix``: threshold ("auto"), self_transitions
+        ("connectivities": a kNN graph on ``rep`` for the last time point), conn_weight,
+        conn_kwargs. Needs ``pip install vgfm-bayes[scverse]``.
+        """
+        from .scverse import to_cellrank
+
+        return to_cellrank(
+            self,
+            adata,
+            time_key,
+            rep,
+            time_map=read_time_map(time_map),
             inplace=inplace,
+            **kernel_options,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -816,6 +864,7 @@ class VGFM:
                 "hold_out": self.hold_out,
                 "scaling": self.scaling.to_dict() if self.scaling else None,
                 "data": _data_meta(self.data),
+                "anndata": self.source,
                 "fields": {
                     "dim": self.fields.dim,
                     "velocity_hidden": list(self.fields.velocity.hidden),

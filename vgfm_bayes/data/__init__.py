@@ -2,7 +2,18 @@
 
 from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
-from .io import from_anndata, load_data, read_csv, read_h5ad, read_masses
+from .io import (
+    anndata_times,
+    as_timecourse,
+    from_anndata,
+    load_data,
+    open_h5ad,
+    read_csv,
+    read_h5ad,
+    read_masses,
+    rep_rows,
+    resolve_rep,
+)
 from .scaling import Scaling
 from .simulate import (
     SIMULATOR_KINDS,
@@ -12,6 +23,7 @@ from .simulate import (
     simulate_reweighting,
 )
 from .timecourse import DataError, TimeCourse
+from .timelabels import label_number, read_time_map, time_values
 
 __all__ = [
     "DATASETS",
@@ -21,17 +33,25 @@ __all__ = [
     "GroundTruth",
     "Scaling",
     "TimeCourse",
+    "anndata_times",
+    "as_timecourse",
     "from_anndata",
     "gaussian_mixture",
     "gaussian_true_growth",
     "is_bundled",
+    "label_number",
     "load",
     "load_data",
+    "open_h5ad",
     "read_csv",
     "read_h5ad",
     "read_masses",
+    "read_time_map",
     "reference",
+    "rep_rows",
+    "resolve_rep",
     "simulate",
     "simulate_populations",
     "simulate_reweighting",
+    "time_values",
 ]

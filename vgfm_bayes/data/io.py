@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .timecourse import DataError, TimeCourse
+from .timelabels import time_values
 
 if TYPE_CHECKING:  # anndata is imported lazily: it is slow to import and only needed here
     import anndata
@@ -87,75 +89,159 @@ def read_csv(
     )
 
 
+def resolve_rep(adata: anndata.AnnData, rep: str | None) -> str:
+    """The representation to use: ``rep`` itself (checked), or for None ``"X_pca"`` when the
+    AnnData has it; otherwise a DataError saying which to give."""
+    keys = ", ".join(map(str, adata.obsm.keys())) or "none"
+    if rep is None:
+        if "X_pca" in adata.obsm:
+            return "X_pca"
+        raise DataError(
+            f"the AnnData has no obsm['X_pca'], so rep must be given (obsm keys: {keys}): pass "
+            "rep='X_<basis>' / --rep KEY for an embedding, rep='X' / --rep X for the main "
+            "matrix, or run sc.pp.pca(adata) first"
+        )
+    if rep == "X":
+        if adata.X is None:
+            raise DataError("the AnnData has no X matrix; pass rep / --rep with an obsm key")
+        return rep
+    if rep not in adata.obsm:
+        raise DataError(
+            f"no obsm key {rep!r} in the AnnData (obsm keys: {keys}); pass --rep KEY or X"
+        )
+    return rep
+
+
+def rep_rows(adata: anndata.AnnData, rep: str, rows=None, dtype=np.float64) -> np.ndarray:
+    """Dense coordinates of the cells ``rows`` (default all) in ``rep``; a sparse X (scipy
+    csr / csc matrix or array) is densified for those rows only. Shape (len(rows), D)."""
+    x = adata.X if rep == "X" else adata.obsm[rep]
+    if hasattr(x, "to_numpy"):  # a DataFrame in obsm
+        x = x.to_numpy()
+    if rows is not None:
+        x = x[rows]
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    try:
+        return np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"representation {rep!r} is not numeric") from err
+
+
+def anndata_times(
+    adata: anndata.AnnData,
+    time_key: str,
+    time_map: Mapping[str, float] | None = None,
+    map_name: str = "the time_map",
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Each cell's time from obs[time_key] (data/timelabels.py), shape (n_obs,), and the label
+    mapping used."""
+    if time_key not in adata.obs:
+        raise DataError(
+            f"no obs column {time_key!r} in the AnnData (obs columns: "
+            f"{', '.join(map(str, adata.obs.columns[:8]))}); pass --time-key NAME"
+        )
+    return time_values(adata.obs[time_key], time_key, time_map, map_name)
+
+
 def from_anndata(
     adata: anndata.AnnData,
     time_key: str,
-    rep: str = "X",
+    rep: str | None = None,
     masses: np.ndarray | None = None,
     name: str = "adata",
+    time_map: Mapping[str, float] | None = None,
 ) -> TimeCourse:
     """Build a time course from an AnnData without touching it.
 
     Parameters
     ----------
     adata : AnnData with cells as observations.
-    time_key : obs column holding each cell's numeric time.
-    rep : obsm key of the embedding (e.g. "X_pca"), or "X" for the main matrix.
+    time_key : obs column holding each cell's time: numbers, numeric strings, labels carrying
+        one number ("day2", "E7.5") or an ordered categorical (see data/timelabels.py).
+    rep : obsm key of the embedding (e.g. "X_pca"), or "X" for the main matrix (dense or scipy
+        sparse); None: "X_pca" when present, else a DataError asking for it.
+    time_map : label -> number, overriding how labels are read.
     """
-    if time_key not in adata.obs:
-        raise DataError(
-            f"no obs column {time_key!r} in the AnnData (obs columns: "
-            f"{', '.join(map(str, adata.obs.columns[:8]))}); pass --time-key NAME"
-        )
+    times, _ = anndata_times(adata, time_key, time_map)
+    return _timecourse(adata, times, resolve_rep(adata, rep), masses, name)
+
+
+def _timecourse(adata, times: np.ndarray, rep: str, masses, name: str) -> TimeCourse:
+    x = rep_rows(adata, rep)
     if rep == "X":
-        x = adata.X
         var_names = [str(v) for v in adata.var_names]
-    elif rep in adata.obsm:
-        x = adata.obsm[rep]
-        var_names = [f"{rep}_{i + 1}" for i in range(np.shape(x)[1])]
     else:
-        raise DataError(
-            f"no obsm key {rep!r} in the AnnData (obsm keys: {', '.join(adata.obsm.keys())}); "
-            "pass --rep KEY or X"
-        )
-    if hasattr(x, "toarray"):
-        x = x.toarray()
-    try:
-        x = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"representation {rep!r} is not numeric") from err
-    try:
-        time = np.asarray(adata.obs[time_key].to_numpy(), dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise DataError(
-            f"obs column {time_key!r} is not numeric; map time labels to numbers (e.g. days)"
-        ) from err
-    return TimeCourse.from_arrays(x, time, masses=masses, var_names=var_names, name=name)
+        var_names = [f"{rep}_{i + 1}" for i in range(x.shape[1])]
+    return TimeCourse.from_arrays(x, times, masses=masses, var_names=var_names, name=name)
 
 
-def read_h5ad(
-    path: str | Path, time_key: str, rep: str = "X", masses: np.ndarray | None = None
-) -> TimeCourse:
-    """Read an .h5ad file; see :func:`from_anndata`."""
+def open_h5ad(path: str | Path) -> anndata.AnnData:
+    """Read an .h5ad file into memory, with one clear error for a missing or bad file."""
     import anndata as ad
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        adata = ad.read_h5ad(path)
+        return ad.read_h5ad(path)
     except Exception as err:  # h5py / anndata raise many types for a bad file
         raise DataError(f"{path}: not a readable .h5ad file ({type(err).__name__})") from err
-    return from_anndata(adata, time_key=time_key, rep=rep, masses=masses, name=path.stem)
+
+
+def read_h5ad(
+    path: str | Path,
+    time_key: str,
+    rep: str | None = None,
+    masses: np.ndarray | None = None,
+    time_map: Mapping[str, float] | None = None,
+) -> TimeCourse:
+    """Read an .h5ad file; see :func:`from_anndata`."""
+    adata = open_h5ad(path)
+    return from_anndata(
+        adata, time_key=time_key, rep=rep, masses=masses, name=Path(path).stem, time_map=time_map
+    )
+
+
+def as_timecourse(
+    data,
+    time_key: str | None = None,
+    rep: str | None = None,
+    masses: np.ndarray | None = None,
+    time_map: Mapping[str, float] | None = None,
+) -> tuple[TimeCourse, dict | None]:
+    """A TimeCourse from a TimeCourse, AnnData, .h5ad / CSV path or bundled name, and for
+    AnnData input where it came from: {"time_key", "rep" (resolved), "time_map" (as given),
+    "labels" (label -> number used)}; None for other input."""
+    if isinstance(data, TimeCourse):
+        if masses is None:
+            return data, None
+        return TimeCourse(data.times, data.x, masses, data.var_names, name=data.name), None
+    is_anndata = hasattr(data, "obs") and hasattr(data, "obsm")
+    if not is_anndata and Path(str(data)).suffix.lower() != ".h5ad":
+        return load_data(data, time_key=time_key, rep=rep, masses=masses), None
+    name = "adata" if is_anndata else Path(str(data)).stem
+    if time_key is None:
+        h5ad = f"{data}: an .h5ad needs --time-key"
+        what = "AnnData input needs time_key" if is_anndata else h5ad
+        raise DataError(f"{what} (the obs column with each cell's time)")
+    adata = data if is_anndata else open_h5ad(data)
+    times, labels = anndata_times(adata, time_key, time_map)
+    rep = resolve_rep(adata, rep)
+    tc = _timecourse(adata, times, rep, masses, name)
+    source = {"time_key": time_key, "rep": rep, "time_map": time_map, "labels": labels}
+    return tc, source
 
 
 def load_data(
     source: str | Path,
     time_key: str | None = None,
-    rep: str = "X",
+    rep: str | None = None,
     masses: np.ndarray | None = None,
+    time_map: Mapping[str, float] | None = None,
 ) -> TimeCourse:
-    """Load a bundled data set by name, a .csv file or an .h5ad file."""
+    """Load a bundled data set by name, a .csv file or an .h5ad file (``rep`` and
+    ``time_map`` apply to .h5ad only; see :func:`from_anndata`)."""
     from .datasets import DATASETS, is_bundled, load
 
     if is_bundled(str(source)):
@@ -170,7 +256,7 @@ def load_data(
     if suffix == ".h5ad":
         if time_key is None:
             raise DataError(f"{path}: an .h5ad needs --time-key (the obs column with times)")
-        return read_h5ad(path, time_key=time_key, rep=rep, masses=masses)
+        return read_h5ad(path, time_key=time_key, rep=rep, masses=masses, time_map=time_map)
     if suffix in (".csv", ".txt", ".tsv", ".csv.gz", ".txt.gz", ".tsv.gz") or not suffix:
         if not path.exists():
             raise DataError(

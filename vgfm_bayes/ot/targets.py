@@ -150,6 +150,18 @@ def interval_plans(
     return plans
 
 
+def interpolant(xi, yj, s, noise, t0: float, dt: float):
+    """The VGFM regression point of pairs (x_i at t0, y_j at t0 + dt) at fraction s of the way:
+    x_s = (1 - s) x_i + s y_j + noise (forward: from source to target; the authors' code had
+    it reversed), its time t0 + s dt and the velocity target (y_j - x_i) / dt.
+
+    xi, yj : Tensor, shape (..., B, D); s : Tensor, shape (..., B, 1); noise : like xi.
+    Returns (x, t, u) with t of shape (..., B). The one place the formula is written: the
+    dense, the mini-batch and the members' samplers all call it.
+    """
+    return (1 - s) * xi + s * yj + noise, t0 + s.squeeze(-1) * dt, (yj - xi) / dt
+
+
 def sample_pairs(
     plans: list[IntervalPlan | MiniBatchPlan],
     batch_size: int,
@@ -172,9 +184,10 @@ def sample_pairs(
         s = torch.rand(batch_size, 1, device=dev, dtype=p.x0.dtype, generator=generator)
         xi, yj = p.x0[i], p.x1[j]
         noise = torch.randn(xi.shape, device=dev, dtype=xi.dtype, generator=generator)
-        xs.append((1 - s) * xi + s * yj + sigma * noise)
-        ts.append(p.t0 + s.squeeze(-1) * p.dt)
-        us.append((yj - xi) / p.dt)
+        x, t, u = interpolant(xi, yj, s, sigma * noise, p.t0, p.dt)
+        xs.append(x)
+        ts.append(t)
+        us.append(u)
         gs.append(p.growth_targets[i])
     return PairBatch(torch.cat(xs), torch.cat(ts), torch.cat(us), torch.cat(gs))
 
@@ -374,8 +387,9 @@ def sample_member_pairs(
         s = uni[:, k, 1].to(dtype).unsqueeze(-1)
         xi = torch.take_along_dim(p.x0, i.unsqueeze(-1), dim=1)
         yj = torch.take_along_dim(p.x1, j.unsqueeze(-1), dim=1)
-        xs.append((1 - s) * xi + s * yj + sigma * noise[:, k])
-        ts.append(p.t0 + s.squeeze(-1) * p.dt)
-        us.append((yj - xi) / p.dt)
+        x, t, u = interpolant(xi, yj, s, sigma * noise[:, k], p.t0, p.dt)
+        xs.append(x)
+        ts.append(t)
+        us.append(u)
         gs.append(torch.take_along_dim(gamma, i, dim=1))
     return PairBatch(torch.cat(xs, 1), torch.cat(ts, 1), torch.cat(us, 1), torch.cat(gs, 1))

@@ -1,5 +1,8 @@
-"""Stage 8: plotting -- report figures (files only, Agg backend)."""
+"""Stage 8: plotting -- figures of fitted models (``pl``, also ``vgfm_bayes.pl``) and the demo
+report's files. matplotlib is imported only when a figure is drawn, and its backend is never
+set here."""
 
-from .report import plot_growth, plot_mass, plot_trajectories, plot_w1
+from . import pl
+from .report import FIGURES, write_figures
 
-__all__ = ["plot_growth", "plot_mass", "plot_trajectories", "plot_w1"]
+__all__ = ["FIGURES", "pl", "write_figures"]

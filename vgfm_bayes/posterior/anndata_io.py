@@ -5,9 +5,16 @@ What is written (prefix ``P`` = "" by default, or ``key_added + "_"``):
 - ``obsm[P + "velocity_" + basis]`` : (n_obs, D) posterior mean velocity, basis = rep without
   a leading "X_" (rep "X_pca" -> "velocity_pca", as scVelo's "velocity_umap"),
   ``obsm[P + "velocity_" + basis + "_sd"]`` its posterior sd per coordinate;
+- ``uns[P + "velocity_params"]`` : {"embeddings": [..., basis]} (merged into what is there), so
+  scVelo takes the velocity above as already projected: ``scv.pl.velocity_embedding_stream(
+  adata, basis=basis, vkey=P + "velocity")`` draws it without recomputing anything;
+- ``layers[P + "velocity"]`` : (n_obs, n_vars) float32, the mean velocity in gene space,
+  velocity_pca @ PCs.T, when rep is "X_pca" and ``varm["PCs"]`` has its D loadings (genes
+  outside the PCA, e.g. not highly variable, have zero loadings and so zero velocity);
 - ``obs[P + "growth_mean" | "growth_sd" | "growth_q05" | "growth_q50" | "growth_q95" |
-  "growth_p_positive"]`` : the growth-rate posterior at each cell's own time,
-  ``obs[P + "velocity_direction_spread"]`` : angular spread of the velocity draws (radians);
+  "growth_p_positive"]`` : the growth-rate posterior at each cell's own time (moscot's
+  growth-rate vocabulary), ``obs[P + "velocity_direction_spread"]`` : angular spread of the
+  velocity draws (radians);
 - ``uns[key_added or "vgfm_bayes"]`` : the fit's parameters and what was written where.
 
 The caller's object is never changed unless ``inplace=True``; each key written is logged.
@@ -42,6 +49,31 @@ def _uns_safe(value: Any) -> Any:
             return np.asarray(items)
         return [str(v) for v in items]
     return value
+
+
+def gene_velocity(velocity_pca: np.ndarray, loadings: np.ndarray, chunk: int = 4096):
+    """Velocity in gene space, velocity_pca @ loadings.T, float32, shape (n, n_vars), computed
+    in chunks of cells (no float64 n x n_vars temporary)."""
+    loadings = np.asarray(loadings, dtype=np.float32)
+    out = np.empty((velocity_pca.shape[0], loadings.shape[0]), dtype=np.float32)
+    for lo in range(0, velocity_pca.shape[0], chunk):
+        out[lo : lo + chunk] = np.asarray(velocity_pca[lo : lo + chunk], np.float32) @ loadings.T
+    return out
+
+
+def pca_loadings(adata, rep: str, dim: int) -> np.ndarray | None:
+    """``varm["PCs"]`` (n_vars, dim) when rep is "X_pca" and the loadings match, else None."""
+    if rep != "X_pca" or "PCs" not in adata.varm:
+        return None
+    pcs = np.asarray(adata.varm["PCs"])
+    if pcs.ndim != 2 or pcs.shape[1] != dim:
+        log.info(
+            "varm['PCs'] has shape %s, not (n_vars, %d): no gene-space velocity layer",
+            pcs.shape,
+            dim,
+        )
+        return None
+    return pcs
 
 
 def write_posterior(
@@ -85,6 +117,19 @@ def write_posterior(
     out.obsm[vkey] = velocity_mean
     out.obsm[f"{vkey}_sd"] = np.asarray(velocity_sd)
     written += [f"obsm['{vkey}']", f"obsm['{vkey}_sd']"]
+    if rep != "X":  # scVelo: the embedding's velocity is there, nothing to project
+        basis = rep[2:] if rep.startswith("X_") else rep
+        pkey = f"{prefix}velocity_params"
+        old = out.uns.get(pkey)
+        velocity_params = dict(old) if isinstance(old, Mapping) else {}
+        bases = [str(b) for b in np.ravel(velocity_params.get("embeddings", []))]
+        velocity_params["embeddings"] = [*(b for b in bases if b != basis), basis]
+        out.uns[pkey] = velocity_params
+        written.append(f"uns['{pkey}']")
+    loadings = pca_loadings(out, rep, velocity_mean.shape[1])
+    if loadings is not None:
+        out.layers[f"{prefix}velocity"] = gene_velocity(velocity_mean, loadings)
+        written.append(f"layers['{prefix}velocity']")
     for c in GROWTH_COLUMNS:
         col = np.asarray(growth[c], dtype=np.float64).reshape(-1)
         if col.shape != (n,):

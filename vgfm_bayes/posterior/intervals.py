@@ -114,3 +114,21 @@ def summarise(draws, axis: int = 0, members: bool = False) -> dict[str, np.ndarr
         "q95": q[2],
         "p_positive": prob_positive(draws, axis, members),
     }
+
+
+CALLS = ("dying", "undetermined", "proliferating")
+
+
+def sign_calls(lower, upper) -> np.ndarray:
+    """Credible calls of a rate's sign from its interval: "proliferating" where the whole
+    interval is above 0, "dying" where it is below 0, "undetermined" where it holds 0.
+
+    lower, upper : array-like, same shape -- e.g. q05 and q95, the central 90% interval.
+    A point estimate's interval is one value, so it is never "undetermined" (unless exactly 0).
+    """
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    if lower.shape != upper.shape:
+        raise ValueError(f"lower {lower.shape} and upper {upper.shape} must have one shape")
+    if np.any(lower > upper):
+        raise ValueError("every lower bound must be <= its upper bound")
+    return np.where(lower > 0, CALLS[2], np.where(upper < 0, CALLS[0], CALLS[1]))

@@ -79,8 +79,12 @@ class Posterior:
             if self.model.member_shape:
                 return self.model.unpack(self.guide())
             n = self.n_draws(samples)
-            values = [self.guide() for _ in range(n)]
-        stacked = {k: torch.stack([v[k] for v in values]) for k in values[0]}
+            stacked: dict[str, torch.Tensor] = {}
+            for i in range(n):  # filled in place: a list of draws and its stack would be 2x
+                for k, v in self.guide().items():
+                    if k not in stacked:
+                        stacked[k] = torch.empty((n, *v.shape), dtype=v.dtype, device=v.device)
+                    stacked[k][i] = v
         return self.model.unpack(stacked)
 
     @torch.no_grad()
@@ -127,10 +131,15 @@ def direction_spread(v: np.ndarray) -> np.ndarray:
     """Angular spread of velocity draws, in radians, shape (N,).
 
     v : ndarray, shape (S, N, D). The mean angle between each draw's direction and the mean
-    direction; 0 when all draws agree (or S = 1).
+    direction; 0 when all draws agree (or S = 1). The angle between unit vectors u and m is
+    2 arcsin(|u - m| / 2), which unlike arccos(u . m) keeps its precision for small angles
+    (also for float32 draws).
     """
+    v = np.asarray(v, dtype=np.float64)
+    if v.shape[0] < 2:  # exactly 0, not arccos's rounding of a float32 cosine near 1
+        return np.zeros(v.shape[1])
     unit = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
     mean_dir = unit.mean(0)
     mean_dir = mean_dir / np.maximum(np.linalg.norm(mean_dir, axis=-1, keepdims=True), 1e-12)
-    cos = np.clip((unit * mean_dir[None]).sum(-1), -1.0, 1.0)
-    return np.arccos(cos).mean(0)
+    half_chord = np.linalg.norm(unit - mean_dir[None], axis=-1) / 2
+    return (2 * np.arcsin(np.clip(half_chord, 0.0, 1.0))).mean(0, dtype=np.float64)
