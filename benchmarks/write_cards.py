@@ -276,6 +276,16 @@ def readme_block(results: list[dict], bench: list[dict], results_path, bench_pat
     return note + "\n\n" + heads_table(heads, results, bench)
 
 
+def default_results(bench: list[dict], bench_path: str, uncertainty: str | None):
+    """(records, their source's name): the simulator and leave-one-out runs of
+    benchmarks/uncertainty.sh under ``uncertainty`` when there are any, else those in bench."""
+    files = sorted(Path(uncertainty).glob("*/bench.json")) if uncertainty else []
+    if not files:
+        return results_from_bench(bench), bench_path
+    runs = [r for f in files for r in json.loads(f.read_text())]
+    return results_from_bench(runs), f"{uncertainty}/*/bench.json"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -294,12 +304,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-cards", action="store_true", help="only update the README's table")
     args = p.parse_args(argv)
     bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).is_file() else []
-    unc = sorted(Path(args.uncertainty).glob("*/bench.json")) if args.uncertainty else []
-    if args.results is None and unc:
-        runs = [r for f in unc for r in json.loads(f.read_text())]
-        results, args.results = results_from_bench(runs), f"{args.uncertainty}/*/bench.json"
-    elif args.results is None:
-        results, args.results = results_from_bench(bench), args.bench
+    if args.results is None:
+        results, args.results = default_results(bench, args.bench, args.uncertainty)
     else:
         lines = Path(args.results).read_text().splitlines()
         results = [json.loads(x) for x in lines if x.strip()]
