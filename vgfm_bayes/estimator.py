@@ -142,7 +142,7 @@ class VGFM:
         self.guide = None
         self.resolved: dict[str, Any] = {}
         self.scaling: Scaling | None = None  # user units <-> internal (standardised) units
-        # for AnnData input: {"time_key", "rep", "time_map", "labels"} (data.io.as_timecourse)
+        # for AnnData input: {"time_key", "rep", "time_map", "labels"} (data.load.as_timecourse)
         self.source: dict[str, Any] | None = None
         self._internal: TimeCourse | None = None  # the training data in internal units
         self._share = (0, 1)  # (rank, world): which slice of an ensemble's members this trains

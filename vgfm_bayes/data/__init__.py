@@ -4,9 +4,7 @@ from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import (
     anndata_times,
-    as_timecourse,
     from_anndata,
-    load_data,
     open_h5ad,
     read_csv,
     read_h5ad,
@@ -14,6 +12,7 @@ from .io import (
     rep_rows,
     resolve_rep,
 )
+from .load import as_timecourse, load_data
 from .scaling import Scaling
 from .simulate import (
     SIMULATOR_KINDS,
