@@ -108,17 +108,19 @@ def test_load_refuses_unknown_format(fitted, tmp_path):
 
 def test_bundled_dataset_settings_survive_hold_out():
     from vgfm_bayes import datasets
+    from vgfm_bayes.infer.settings import resolve_settings
 
-    m = VGFM(**TINY)
+    c = VGFM(**TINY).config
     data = datasets.load("dyngen")
-    assert m._resolve(data.without(2), data.name)["eps"] == 0.03
-    assert m._resolve(data, "user data")["normalize_cost"] is True
+    train = data.without(2)
+    assert resolve_settings(c, train, data.name, deterministic=True)["eps"] == 0.03
+    assert resolve_settings(c, data, "user data", deterministic=True)["normalize_cost"] is True
 
 
 def test_members_only_for_the_ensemble():
     with pytest.raises(ConfigError, match="ensemble head only"):
         VGFM(head="point", members=3)
-    assert VGFM(head="ensemble", members=3).head.members == 3
+    assert VGFM(head="ensemble", members=3).head.n_members == 3
 
 
 def test_weights_of_another_head_format_give_a_run_error(tmp_path, tiny):

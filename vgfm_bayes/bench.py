@@ -110,7 +110,7 @@ def posterior_mean_params(model) -> dict | None:
     import torch
 
     post = model.posterior
-    if post.members:
+    if post.is_ensemble:
         return None
     with pyro.settings.context(module_local_params=True), torch.no_grad():
         median = post.guide.median()
@@ -175,7 +175,7 @@ def _score(job: dict) -> dict:
             np.concatenate(draws, 1),
             np.concatenate(task.truth),
             LEVEL,
-            members=model.posterior.members,  # an ensemble's interval is its Student-t one
+            is_ensemble=model.posterior.is_ensemble,  # an ensemble's interval is its Student-t one
         )
         metrics["calibration"] = {**cal, "truth": task.truth_source, "draws": len(draws[0])}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
