@@ -183,3 +183,20 @@ def test_the_checks_catch_what_they_should():
     )
     names = [a.name for n in _imports(tree) if isinstance(n, ast.Import) for a in n.names]
     assert names == ["y"]
+
+
+def test_no_package_name_hides_a_submodule():
+    """A package must not export a name equal to one of its submodules (importing the submodule
+    later rebinds the name: ``data.load`` the function became ``data/load.py`` the module)."""
+    mods = _modules()
+    hidden = []
+    for name, path in mods.items():
+        if path.name != "__init__.py":
+            continue
+        for node in _imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                for a in node.names:
+                    bound = a.asname or a.name
+                    if f"{name}.{bound}" in mods and bound != node.module:
+                        hidden.append(f"{name}: {bound} (from .{node.module})")
+    assert not hidden, "names that hide a submodule: " + ", ".join(hidden)

@@ -63,7 +63,7 @@ class VGFM(PosteriorOutputs, ScverseOutputs):
         self.data: TimeCourse | None = None  # the full time course (held-out snapshot included)
         self.hold_out: int | None = None
         self.scaling: Scaling | None = None  # user units <-> internal (standardised) units
-        # for AnnData input: {"time_key", "rep", "time_map", "labels"} (data.load.as_timecourse)
+        # for AnnData input: {"time_key", "rep", "time_map", "labels"} (data.sources.as_timecourse)
         self.source: dict[str, Any] | None = None
         self.settings: dict[str, Any] = {}  # resolved before training (infer/settings.py)
         self.fit_info: dict[str, Any] = {}  # what the fit produced (SROT fallbacks, ...)

@@ -12,7 +12,7 @@ from .io import (
     rep_rows,
     resolve_rep,
 )
-from .load import as_timecourse, load_data
+from .sources import as_timecourse, load_data
 from .scaling import Scaling
 from .simulate import (
     SIMULATOR_KINDS,

@@ -1,7 +1,7 @@
 """Readers: CSV (time column + coordinates) and AnnData / .h5ad (obs time key + obsm rep).
 
 Which reader a source needs (bundled name, file type, AnnData object) is decided in
-data/load.py, above both this module and the bundled data sets (data/datasets.py).
+data/sources.py, above both this module and the bundled data sets (data/datasets.py).
 """
 
 from __future__ import annotations
