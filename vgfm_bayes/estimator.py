@@ -184,7 +184,9 @@ class VGFM(PosteriorOutputs, ScverseOutputs):
         without the held-out snapshot), row_sum (the mass it becomes at t1) and
         growth_target = log(row_sum) / dt, per unit time."""
         if self._prepared is None:
-            raise RuntimeError("no prepared plans: call prepare(data) first")
+            raise RuntimeError(
+                "no prepared plans (fit() releases them once trained on): call prepare(data)"
+            )
         p = self._prepared
         cols = self._members.targets(p.plans, p.internal.counts, self.config.seed, p.member_ids)
         return pd.DataFrame(cols)
@@ -235,8 +237,13 @@ class VGFM(PosteriorOutputs, ScverseOutputs):
             )
         elif self._prepared is None:
             raise RuntimeError("fit() needs data, or call prepare(data) first")
-        elif hold_out is not None and hold_out != self.hold_out:
-            raise ValueError("hold_out is prepare()'s: pass it there, or pass the data here")
+        elif (hold_out is not None and hold_out != self.hold_out) or any(
+            a is not None for a in (time_key, rep, masses, time_map)
+        ):
+            raise ValueError(
+                "hold_out, time_key, rep, masses and time_map are prepare()'s: pass them there, "
+                "or pass the data here"
+            )
         elif self._prepared.member_ids != self._member_ids:  # made for another share
             self._solve(self._prepared.internal)
         if run is not None:

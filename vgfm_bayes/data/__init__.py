@@ -12,7 +12,6 @@ from .io import (
     rep_rows,
     resolve_rep,
 )
-from .sources import as_timecourse, load_data
 from .scaling import Scaling
 from .simulate import (
     SIMULATOR_KINDS,
@@ -21,6 +20,7 @@ from .simulate import (
     simulate_populations,
     simulate_reweighting,
 )
+from .sources import as_timecourse, load_data
 from .timecourse import DataError, TimeCourse
 from .timelabels import label_number, read_time_map, time_values
 
