@@ -18,7 +18,7 @@ phase start), on CUDA torch.cuda.max_memory_allocated over the phase. Every size
 subprocess so one size's allocations do not inflate the next one's peaks.
 
 The phases are timed by wrapping the two functions ``VGFM.fit`` calls for them
-(``vgfm_bayes.model.heads.interval_plans`` and ``vgfm_bayes.infer.svi.run_phase``); the run fails
+(``vgfm_bayes.ot.members.interval_plans`` and ``vgfm_bayes.infer.svi.run_phase``); the run fails
 if a wrapper was not called, so a refactor of fit cannot silently break the numbers.
 
 Output: a Markdown table on stdout (and --md FILE), the raw records as JSON (--out FILE), and the
@@ -108,7 +108,7 @@ def run_one(args: argparse.Namespace, n: int) -> dict:
     import torch
 
     import vgfm_bayes.infer.svi as svi
-    import vgfm_bayes.model.heads as est  # heads solve the SROT plans
+    import vgfm_bayes.ot.members as est  # the fit solves its SROT plans there
     from vgfm_bayes import VGFM
     from vgfm_bayes.data import gaussian_mixture
     from vgfm_bayes.ot import MiniBatchPlan
@@ -164,7 +164,7 @@ def run_one(args: argparse.Namespace, n: int) -> dict:
     if missing:
         raise RuntimeError(
             f"phases {missing} were not measured: VGFM.fit no longer calls "
-            "vgfm_bayes.model.heads.interval_plans / vgfm_bayes.infer.svi.run_phase; update the "
+            "vgfm_bayes.ot.members.interval_plans / vgfm_bayes.infer.svi.run_phase; update the "
             "wrappers in benchmarks/scale.py"
         )
     with mem.phase(phases, "evaluate"):

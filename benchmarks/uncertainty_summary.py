@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgfm_bayes.bench_tables import loo_summary
+from vgfm_bayes.bench import loo_summary
 
 
 def load(root: Path) -> list[dict]:

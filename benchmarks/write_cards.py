@@ -9,7 +9,8 @@ benchmark results.
 Each card = the head's hand-written about.md + its config + its rows of `vgfm-bayes bench`'s
 results: the data sets fitted whole, the ground-truth simulators' growth calibration (per
 kind: separated, reweight) and the leave-one-out runs, taken from benchmarks/uncertainty.sh's
-results (default settings on files; or, with --results, benchmarks/heads.py's records). Every
+results (default settings on files; or, with --results, benchmarks/heads.py's runs); the
+per-head records are vgfm_bayes.bench.head_records of those runs. Every
 coverage comes with its interval's width. The README gets one row per head (what it is: the
 title of its about.md; its measured numbers), written between the markers README_START and
 README_END. No number is typed by hand. Keys that older result files lack are shown as "–".
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vgfm_bayes.bench_tables import SIMULATORS, halfwidth_rel, summarise
+from vgfm_bayes.bench import SIMULATORS, head_records, summarise
 from vgfm_bayes.datasets import reference
 from vgfm_bayes.zoo import available
 
@@ -60,39 +61,6 @@ def _halfwidth(r: dict) -> float | None:
 def _kind(r: dict) -> str:
     """A "sim" record's simulator kind (records without one are of the separated kind)."""
     return r.get("kind", "separated")
-
-
-def results_from_bench(bench: list[dict]) -> list[dict]:
-    """heads.py-style records from bench runs: "sim" (a simulator's growth calibration, one
-    per kind and seed) and "loo" (held-out W1 per draw / pooled / of the posterior mean, RME,
-    whether the 90% mass interval covers the held-out mass and its half-width relative to that
-    mass), so the cards can come from `vgfm-bayes bench` alone."""
-    out = []
-    for r in bench:
-        m = r.get("metrics")
-        if m is None:
-            continue
-        seconds = m["seconds"]["fit_total"]
-        if r["dataset"] in SIMULATORS and r.get("hold_out") is None and "calibration" in m:
-            cal = m["calibration"]
-            keys = ("spearman", "coverage", "crps", "mean_width")
-            out.append({"part": "sim", "head": r["head"], "kind": SIMULATORS[r["dataset"]],
-                        "seed": r["seed"], "seconds": seconds,
-                        **{k: cal.get(k) for k in keys}})  # fmt: skip
-        elif r.get("hold_out") is not None:
-            i = r["hold_out"] - 1  # metrics are per time after the first
-            out.append(
-                {"part": "loo", "head": r["head"], "data": r["dataset"],
-                 "hold_out": r["hold_out"], "seed": r["seed"], "seconds": seconds,
-                 "w1": m["w1_held_out"], "rme": m["rme_held_out"],
-                 "mass_q05": m["mass_q05"][i], "mass_q95": m["mass_q95"][i],
-                 "mass_observed": m["mass_observed"][i],
-                 "covered": m["mass_covered_held_out"],
-                 "halfwidth_rel": halfwidth_rel(m, i),
-                 "w1_pooled": m.get("w1_pooled_held_out"),
-                 "w1_posterior_mean": (m.get("posterior_mean") or {}).get("w1_held_out")}
-            )  # fmt: skip
-    return out
 
 
 def card(head: str, results: list[dict], source: str, bench: list[dict]) -> str:
@@ -281,9 +249,9 @@ def default_results(bench: list[dict], bench_path: str, uncertainty: str | None)
     benchmarks/uncertainty.sh under ``uncertainty`` when there are any, else those in bench."""
     files = sorted(Path(uncertainty).glob("*/bench.json")) if uncertainty else []
     if not files:
-        return results_from_bench(bench), bench_path
+        return head_records(bench), bench_path
     runs = [r for f in files for r in json.loads(f.read_text())]
-    return results_from_bench(runs), f"{uncertainty}/*/bench.json"
+    return head_records(runs), f"{uncertainty}/*/bench.json"
 
 
 def main(argv=None) -> None:
@@ -306,9 +274,9 @@ def main(argv=None) -> None:
     bench = json.loads(Path(args.bench).read_text()) if Path(args.bench).is_file() else []
     if args.results is None:
         results, args.results = default_results(bench, args.bench, args.uncertainty)
-    else:
+    else:  # benchmarks/heads.py's run records (older files: per-head records, kept as they are)
         lines = Path(args.results).read_text().splitlines()
-        results = [json.loads(x) for x in lines if x.strip()]
+        results = head_records([json.loads(x) for x in lines if x.strip()])
     if not args.no_cards:
         for head in available():
             out = ROOT / "models" / head / "README.md"

@@ -13,10 +13,10 @@ from vgfm_bayes.bench import (
     Task,
     bench_task,
     expand_datasets,
+    loo_summary,
     make_jobs,
     summarise,
 )
-from vgfm_bayes.bench_tables import loo_summary
 from vgfm_bayes.data import DATASETS, is_bundled
 
 GRID = {"quick": True, "device": "cpu", "samples": 5, "overrides": {}}

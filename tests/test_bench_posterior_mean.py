@@ -36,12 +36,12 @@ def test_ensemble_has_no_posterior_mean_and_keeps_its_member_interval():
     # the members' Student-t interval: user data are standardised, and the trajectories in
     # user units keep the mark that they are an ensemble's members (it was once dropped)
     traj = model.simulate(x0=model.data.x[0], times=model.data.times)
-    assert traj.members and not model.scaling.is_identity
+    assert traj.is_ensemble and not model.scaling.is_identity
     # the members' Student-t on log mass; two training snapshots leave nothing to hold out,
     # so there is no discrepancy term and the predictive interval is the model's own
     assert traj.mass_noise is None and m["mass_noise"] is None
     lo, hi = (b[1:] for b in traj.mass_interval(0.9))
-    log_lo, log_hi = central_interval(np.log(traj.mass[:, 1:]), 0.9, axis=0, members=True)
+    log_lo, log_hi = central_interval(np.log(traj.mass[:, 1:]), 0.9, axis=0, is_ensemble=True)
     np.testing.assert_allclose(m["mass_q05"], np.exp(log_lo), rtol=1e-6)
     np.testing.assert_allclose(m["mass_q95"], np.exp(log_hi), rtol=1e-6)
     np.testing.assert_allclose(lo, np.exp(log_lo), rtol=1e-6)

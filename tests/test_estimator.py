@@ -108,17 +108,19 @@ def test_load_refuses_unknown_format(fitted, tmp_path):
 
 def test_bundled_dataset_settings_survive_hold_out():
     from vgfm_bayes import datasets
+    from vgfm_bayes.infer.settings import resolve_settings
 
-    m = VGFM(**TINY)
+    c = VGFM(**TINY).config
     data = datasets.load("dyngen")
-    assert m._resolve(data.without(2), data.name)["eps"] == 0.03
-    assert m._resolve(data, "user data")["normalize_cost"] is True
+    train = data.without(2)
+    assert resolve_settings(c, train, data.name, deterministic=True)["eps"] == 0.03
+    assert resolve_settings(c, data, "user data", deterministic=True)["normalize_cost"] is True
 
 
 def test_members_only_for_the_ensemble():
     with pytest.raises(ConfigError, match="ensemble head only"):
         VGFM(head="point", members=3)
-    assert VGFM(head="ensemble", members=3).head.members == 3
+    assert VGFM(head="ensemble", members=3).head.n_members == 3
 
 
 def test_weights_of_another_head_format_give_a_run_error(tmp_path, tiny):
@@ -136,3 +138,76 @@ def test_weights_of_another_head_format_give_a_run_error(tmp_path, tiny):
     (run / "config.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="do not fit the 'last_layer' head"):
         VGFM.load(run)
+
+
+# ---------------------------------------------------------------- staged workflow
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.guide.state_dict().items()}
+
+
+@pytest.mark.parametrize("head", ["point", "ensemble"])
+def test_prepare_then_fit_equals_fit_alone(tiny, head):
+    import torch
+
+    cfg = {**TINY, "head": head, "members": 3 if head == "ensemble" else None}
+    alone = VGFM(**cfg).fit(tiny, progress=False)
+    staged = VGFM(**cfg).prepare(tiny)
+    assert staged.settings and staged.plans is not None and not staged.is_fitted
+    torch.rand(7), np.random.default_rng().random()  # what runs in between does not matter
+    staged.fit(progress=False)
+    a, b = _weights(alone), _weights(staged)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert staged.history.warmup == alone.history.warmup
+    timed = {"srot_tuning"}  # holds its wall time
+    assert {k: v for k, v in staged.resolved.items() if k not in timed} == {
+        k: v for k, v in alone.resolved.items() if k not in timed
+    }
+    assert staged.plans is None  # released once trained on
+
+
+def test_prepare_exposes_settings_and_growth_targets(tiny):
+    m = VGFM(**TINY).prepare(tiny, hold_out=1)
+    assert {"eps", "tau", "normalize_cost", "sigma_v", "step_size"} <= set(m.settings)
+    assert m.hold_out == 1 and m.data is tiny
+    g = m.growth_targets()
+    assert list(g.columns) == ["interval", "t0", "t1", "cell", "row_sum", "growth_target"]
+    assert len(g) == tiny.counts[0]  # one interval (0 -> 2) once snapshot 1 is held out
+    assert (g["t0"] == 0.0).all() and (g["t1"] == 2.0).all()
+    assert g["cell"].tolist() == list(range(tiny.counts[0]))
+    np.testing.assert_allclose(g["growth_target"], np.log(g["row_sum"]) / 2.0, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="prepare"):
+        VGFM(**TINY).fit()
+    with pytest.raises(ValueError, match="hold_out"):
+        m.fit(hold_out=2)
+
+
+def test_ensemble_growth_targets_follow_each_members_resample(tiny):
+    from vgfm_bayes.ot import bootstrap_cells, member_seed
+
+    m = VGFM(**TINY, head="ensemble", members=3, seed=4).prepare(tiny)
+    g = m.growth_targets()
+    assert list(g.columns)[0] == "member" and sorted(g["member"].unique()) == [0, 1, 2]
+    n = tiny.counts[0] + tiny.counts[1]  # source cells of both intervals, per member
+    assert (g.groupby("member").size() == n).all()
+    first = g[(g["member"] == 2) & (g["interval"] == 0)]
+    cells = bootstrap_cells(tiny.counts, np.random.default_rng(member_seed(4, 2)))
+    assert first["cell"].tolist() == cells[0].tolist()
+
+
+def test_run_format_1_still_loads(fitted, tmp_path, tiny):
+    import json
+
+    import torch
+
+    run = fitted.save(tmp_path / "run")
+    meta = json.loads((run / "config.json").read_text())
+    meta["format_version"] = 1
+    meta["resolved"].update(meta.pop("fit_info"))  # format 1 kept both in "resolved"
+    (run / "config.json").write_text(json.dumps(meta))
+    blob = torch.load(run / "weights.pt", weights_only=True)
+    torch.save({**blob, "format_version": 1}, run / "weights.pt")
+    old = VGFM.load(run)
+    assert old.fit_info == fitted.fit_info and old.settings == fitted.settings
+    np.testing.assert_array_equal(old.simulate().x, fitted.simulate().x)

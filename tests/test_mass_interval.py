@@ -22,7 +22,7 @@ def test_without_noise_the_interval_is_the_draws_quantiles():
 def test_member_interval_is_on_log_mass_and_never_negative():
     # three members that disagree by a factor 10: a Student-t on the raw mass went below 0
     m = np.array([[0.2], [1.0], [2.0]])
-    lo, hi = mass_interval(m, 0.9, members=True)
+    lo, hi = mass_interval(m, 0.9, is_ensemble=True)
     assert lo[0] > 0
     log_m = np.log(m[:, 0])
     half = stats.t.ppf(0.95, 2) * log_m.std(ddof=1) * np.sqrt(1 + 1 / 3)

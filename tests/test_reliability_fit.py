@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import vgfm_bayes.estimator as est
+import vgfm_bayes.infer.trainer as trainer
 from tests.tiny import TINY, make_tiny, write_csv
-from vgfm_bayes import VGFM, TimeCourse
+from vgfm_bayes import VGFM, RunError, TimeCourse
 from vgfm_bayes.cli import main
 from vgfm_bayes.infer import CheckpointError, TrainingError, load_checkpoint
 from vgfm_bayes.ot import SROTError, solve_srot, solve_srot_safe
@@ -75,7 +75,7 @@ def test_fit_records_the_srot_fallback(tiny, monkeypatch, tmp_path):
     (record,) = model.resolved["srot_fallbacks"]
     assert record["interval"] == 0 and "injected" in record["reason"]
     run = model.save(tmp_path / "run")
-    saved = json.loads((run / "config.json").read_text())["resolved"]["srot_fallbacks"]
+    saved = json.loads((run / "config.json").read_text())["fit_info"]["srot_fallbacks"]
     assert saved == [record]
 
 
@@ -83,9 +83,9 @@ def test_fit_records_the_srot_fallback(tiny, monkeypatch, tmp_path):
 
 
 def _poison(monkeypatch, after: int, how: str):
-    import vgfm_bayes.model.heads as heads_module
+    import vgfm_bayes.ot.members as members_module  # the pair sampler of one network's plans
 
-    real = heads_module.sample_pairs
+    real = members_module.sample_pairs
     calls = {"n": 0}
 
     def sampler(*args, **kwargs):
@@ -96,7 +96,7 @@ def _poison(monkeypatch, after: int, how: str):
             batch = type(batch)(batch.x, batch.t, u, batch.gamma)
         return batch
 
-    monkeypatch.setattr(heads_module, "sample_pairs", sampler)
+    monkeypatch.setattr(members_module, "sample_pairs", sampler)
 
 
 @pytest.mark.parametrize("how, message", [("nan", "loss became nan"), ("explode", "exploded")])
@@ -163,18 +163,18 @@ def _guide_state(model):
 
 def test_resume_from_any_checkpoint_matches_the_uninterrupted_fit(tiny, tmp_path, monkeypatch):
     snapshots = []
-    real = est.save_checkpoint
+    real = trainer.save_checkpoint
 
     def keep(path, state):
         real(path, state)
         snapshots.append(path.read_bytes())
 
-    monkeypatch.setattr(est, "save_checkpoint", keep)
+    monkeypatch.setattr(trainer, "save_checkpoint", keep)
     cfg = {**TINY, "joint_steps": 3, "checkpoint_every": 1}
     full_dir = tmp_path / "full"
     full = VGFM(**cfg, seed=5).fit(tiny, progress=False, run_dir=full_dir)
     assert len(snapshots) == cfg["warmup_steps"] + cfg["joint_steps"]
-    monkeypatch.setattr(est, "save_checkpoint", real)
+    monkeypatch.setattr(trainer, "save_checkpoint", real)
     # a crash after warm-up step 13, and one after joint step 1
     for index in (12, cfg["warmup_steps"]):
         run = tmp_path / f"crash{index}"
@@ -205,7 +205,7 @@ def test_checkpoint_of_unknown_version_is_refused(tiny, tmp_path, capsys):
     (run / "checkpoint.pt").write_bytes(b"garbage")
     assert main(["fit", "--resume", str(run)]) == 2
     assert "unreadable checkpoint" in capsys.readouterr().err
-    with pytest.raises(est.RunError, match="unfinished fit"):
+    with pytest.raises(RunError, match="unfinished fit"):
         VGFM.load(run)
 
 

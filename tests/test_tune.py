@@ -119,15 +119,15 @@ def test_bundled_data_keep_their_settings_unless_auto_is_asked():
 
 
 def test_ensemble_members_are_spread_over_the_mixture(tiny):
-    from vgfm_bayes.model import get_head
+    from vgfm_bayes.ot import Members
 
-    head = get_head("ensemble", members=4)
+    members = Members(4)
     mixture = [
         {"eps": 0.05, "tau": 0.3, "weight": 0.5, "normalize_cost": True},
         {"eps": 0.05, "tau": 3.0, "weight": 0.5, "normalize_cost": True},
     ]
     resolved = {"eps": 0.05, "tau": 0.3, "normalize_cost": True, "srot_mixture": mixture}
-    plans = head.plans(tiny, resolved, seed=0)
+    plans = members.plans(tiny, resolved, seed=0)
     spread = plans[0].row_sums.log().std(1)  # (members,): small tau lets row sums vary more
     assert spread[:2].min() > spread[2:].max()
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from vgfm_bayes.bench import head_records
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -154,7 +156,7 @@ def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
         },
     }
     failed = {"dataset": "dyngen", "head": "point", "seed": 0, "hold_out": None, "error": "x"}
-    out = write_cards.results_from_bench([sim, loo, failed])
+    out = head_records([sim, loo, failed])
     assert out[0] == {
         "part": "sim",
         "head": "ensemble",
@@ -175,7 +177,7 @@ def test_results_from_bench_reads_calibration_and_hold_outs(write_cards):
     reweight = {**sim, "dataset": "simulator_reweight"}
     new = {**loo, "metrics": {**loo["metrics"], "w1_pooled_held_out": 1.0}}
     new["metrics"]["posterior_mean"] = {"w1_held_out": 1.1}
-    out = write_cards.results_from_bench([reweight, new])
+    out = head_records([reweight, new])
     assert out[0]["kind"] == "reweight"
     assert (out[1]["w1_pooled"], out[1]["w1_posterior_mean"]) == (1.0, 1.1)
 

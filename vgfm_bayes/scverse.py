@@ -1,9 +1,10 @@
 """A fitted VGFM's outputs for scverse tools: AnnData (scVelo's and moscot's keys) and CellRank.
 
-``VGFM.to_anndata``, ``VGFM.posterior_growth_rates`` and ``VGFM.to_cellrank`` are thin wrappers
-of the functions here. Each finds the cells' times (data/timelabels.py) and coordinates the way
-the fit did: by default the obs time column, the representation and the label -> time mapping
-that the fit recorded, else the same rules as for fitting (rep None: "X_pca").
+``VGFM.to_anndata``, ``VGFM.posterior_growth_rates`` and ``VGFM.to_cellrank`` come from the
+:class:`ScverseOutputs` mixin at the end, thin wrappers of the functions here. Each finds the
+cells' times (data/timelabels.py) and coordinates the way the fit did: by default the obs time
+column, the representation and the label -> time mapping that the fit recorded, else the same
+rules as for fitting (rep None: "X_pca").
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .data import DataError, anndata_times, rep_rows, resolve_rep
+from .data import DataError, anndata_times, read_time_map, rep_rows, resolve_rep
 from .posterior import (
     GROWTH_COLUMNS,
     batch_cells,
@@ -89,7 +90,7 @@ def _summaries(model: VGFM, adata, rep, times, samples, *, velocity: bool, batch
         lambda x, t: model.growth_draws(x, t, params=params, dtype=np.float32),
         (lambda x, t: model.velocity_draws(x, t, params=params)) if velocity else None,
         dim=f.dim,
-        members=post.members,
+        is_ensemble=post.is_ensemble,
         batch_size=batch_size or batch_cells(n_draws, width),
     )
 
@@ -206,3 +207,109 @@ def to_cellrank(
         "" if inplace else " of a copy (kernel.adata)",
     )
     return kernel
+
+
+class ScverseOutputs:
+    """``VGFM``'s AnnData and CellRank outputs (a mixin; see the module docstring)."""
+
+    def to_anndata(
+        self,
+        adata,
+        time_key: str | None = None,
+        rep: str | None = None,
+        samples: int = 200,
+        key_added: str | None = None,
+        inplace: bool = False,
+        *,
+        time_map: dict[str, float] | None = None,
+        batch_size: int | None = None,
+    ):
+        """Write growth and velocity posteriors of every cell, at its own time, into AnnData.
+
+        obsm["velocity_<basis>"] (+ "_sd") and uns["velocity_params"] (scVelo draws the
+        stream plot from them as they are), layers["velocity"] in gene space for rep "X_pca"
+        with varm["PCs"], obs growth_mean / sd / q05 / q50 / q95 / p_positive (moscot's growth
+        vocabulary) and velocity_direction_spread, uns["vgfm_bayes"]; all keys prefixed by
+        ``key_added + "_"`` when given (see posterior/anndata_io.py). Rows follow
+        adata.obs_names. Works on a copy (returned) unless inplace=True.
+
+        time_key, rep, time_map : default to what the fit recorded for AnnData input, else
+            rep "X_pca" (see :meth:`fit`).
+        batch_size : cells whose draws are held at once (default: a memory budget, at most
+            4096); the draws are float32 and reduced to summaries per batch, so memory does not
+            grow with samples x n_obs.
+        """
+        return to_anndata(
+            self,
+            adata,
+            time_key,
+            rep,
+            samples,
+            key_added,
+            inplace,
+            time_map=read_time_map(time_map),
+            batch_size=batch_size,
+        )
+
+    def posterior_growth_rates(
+        self,
+        adata,
+        time_key: str | None = None,
+        rep: str | None = None,
+        samples: int = 200,
+        *,
+        time_map: dict[str, float] | None = None,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Growth-rate posterior of every cell at its own time, per unit time, as a DataFrame
+        indexed by adata.obs_names with columns growth_mean, growth_sd, growth_q05, growth_q50,
+        growth_q95, growth_p_positive (the obs columns of :meth:`to_anndata`)."""
+        return growth_rates(
+            self,
+            adata,
+            time_key,
+            rep,
+            samples,
+            time_map=read_time_map(time_map),
+            batch_size=batch_size,
+        )
+
+    def to_cellrank(
+        self,
+        adata,
+        time_key: str | None = None,
+        rep: str | None = None,
+        *,
+        time_map: dict[str, float] | None = None,
+        inplace: bool = False,
+        **kernel_options: Any,
+    ):
+        """A CellRank ``RealTimeKernel`` whose transition matrix comes from this fit.
+
+        Its couplings between consecutive snapshots are the SROT plans that the fit trains on,
+        recomputed on ``adata``'s cells at the fit's resolved settings (eps, tau, cost
+        normalisation, internal units, the fitted masses when the times agree) and
+        row-normalised: pi_ij / sum_j pi_ij is where cell i at t_k goes among the cells at
+        t_{k+1}. Why the plans and not simulated trajectories: the plan couples observed cells
+        to observed cells, which is what a RealTimeKernel holds (as moscot's and WOT's
+        couplings); the fields' regression targets are drawn from it; it is deterministic, and
+        simulated end points would first have to be snapped onto observed cells (a kNN choice
+        of its own). It carries the fit's couplings, not the posterior spread of the fields.
+        Memory: one dense n_k x n_{k+1} float64 plan per interval.
+
+        The kernel works on a copy of ``adata`` (``kernel.adata``; CellRank estimators write
+        there) unless inplace=True, with the numeric times as the ordered categorical
+        obs["vgfm_time"] (CellRank needs a categorical it can sort). ``kernel_options`` go to
+        ``RealTimeKernel.compute_transition_matrix``: threshold ("auto"), self_transitions
+        ("connectivities": a kNN graph on ``rep`` for the last time point), conn_weight,
+        conn_kwargs. Needs ``pip install vgfm-bayes[scverse]``.
+        """
+        return to_cellrank(
+            self,
+            adata,
+            time_key,
+            rep,
+            time_map=read_time_map(time_map),
+            inplace=inplace,
+            **kernel_options,
+        )

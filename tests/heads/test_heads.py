@@ -13,6 +13,7 @@ from vgfm_bayes.infer import train
 from vgfm_bayes.model import VGFMModel, get_head
 from vgfm_bayes.nn import Fields
 from vgfm_bayes.ot import (
+    Members,
     PairBatch,
     interval_plans,
     member_plans,
@@ -98,8 +99,8 @@ def test_ensemble_members_bootstrap_and_init(tiny):
     x0s = [mp[0].x0.numpy() for mp in plans]
     assert not np.array_equal(x0s[0], x0s[1])
     assert len(np.unique(x0s[0], axis=0)) < 30
-    head = get_head("ensemble", members=3)
-    batch = head.sample(stack_member_plans(plans), 8, 0.1, head.generators(0, "cpu"))
+    head, members = get_head("ensemble", n_members=3), Members(3)
+    batch = members.sample(stack_member_plans(plans), 8, 0.1, members.generators(0, "cpu"))
     assert batch.x.shape == (3, 16, 2) and batch.gamma.shape == (3, 16)
     fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
     init = head.init_weights(fields, 0, "cpu")
@@ -114,10 +115,10 @@ def test_ensemble_members_bootstrap_and_init(tiny):
 def test_ensemble_members_are_independent(tiny):
     """Vectorised training: member k's gradient depends on member k's batch only."""
     fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
-    head = get_head("ensemble", members=3)
+    head, members = get_head("ensemble", n_members=3), Members(3)
     init = head.init_weights(fields, 0, "cpu")
     plans = stack_member_plans(member_plans(tiny, 0.05, 5.0, True, 3, seed=0))
-    batch = head.sample(plans, 8, 0.1, head.generators(0, "cpu"))
+    batch = members.sample(plans, 8, 0.1, members.generators(0, "cpu"))
     grads = []
     with pyro.settings.context(module_local_params=True):
         vm = VGFMModel(fields, head.blocks(fields), 1.0, 0.7, 60.0, (3,))
@@ -138,7 +139,7 @@ def test_ensemble_members_are_independent(tiny):
 def test_ensemble_member_is_the_same_in_any_slice(tiny):
     """Member k's plans, initial weights and batches depend on (seed, k) only, so a slice of
     the members (one process's share) reproduces them bitwise, stacked or sampled alone."""
-    head = get_head("ensemble", members=4)
+    head, members = get_head("ensemble", n_members=4), Members(4)
     fields = Fields.build(2, 0.0, 2.0, (8,), (8,))
     full = member_plans(tiny, 0.05, 5.0, True, 4, seed=3, tau_spread=0.5)
     part = member_plans(tiny, 0.05, 5.0, True, 4, seed=3, tau_spread=0.5, member_ids=[2, 3])
@@ -148,15 +149,15 @@ def test_ensemble_member_is_the_same_in_any_slice(tiny):
     init_all = head.init_weights(fields, 3, "cpu")
     init_part = head.init_weights(fields, 3, "cpu", [2, 3])
     assert all(torch.equal(init_all[k][2:], init_part[k]) for k in init_all)
-    gens_all, gens_part = head.generators(3, "cpu"), head.generators(3, "cpu", [2, 3])
+    gens_all, gens_part = members.generators(3, "cpu"), members.generators(3, "cpu", [2, 3])
     stacked_all, stacked_part = stack_member_plans(full), stack_member_plans(part)
     for _ in range(2):  # the streams stay in step over several batches
-        b_all = head.sample(stacked_all, 5, 0.1, gens_all)
-        b_part = head.sample(stacked_part, 5, 0.1, gens_part)
+        b_all = members.sample(stacked_all, 5, 0.1, gens_all)
+        b_part = members.sample(stacked_part, 5, 0.1, gens_part)
         for f in ("x", "t", "u", "gamma"):
             assert torch.equal(getattr(b_all, f)[2:], getattr(b_part, f))
     # slices of members by rank: contiguous, covering, sizes within one
-    shares = [head.member_ids(r, 3) for r in range(3)]
+    shares = [members.ids(r, 3) for r in range(3)]
     assert sum(shares, []) == [0, 1, 2, 3] and {len(s) for s in shares} <= {1, 2}
 
 
@@ -185,9 +186,11 @@ def test_stacked_sampling_follows_each_members_plan(tiny):
 
 
 def test_get_head_options():
-    assert get_head("ensemble").members == 10
-    assert get_head("ensemble", members=None).members == 10
-    assert get_head("point", strict=False, tau_spread=1.0).members == 1
+    assert get_head("ensemble").n_members == 10
+    assert get_head("ensemble", n_members=None).n_members == 10
+    assert get_head("point", strict=False, tau_spread=1.0).n_members == 1
+    with pytest.raises(ValueError, match="at least 2 members"):
+        get_head("ensemble", n_members=1)
     with pytest.raises(ValueError, match="no option"):
         get_head("point", tau_spread=1.0)
     with pytest.raises(ValueError, match="unknown head"):

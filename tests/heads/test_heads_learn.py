@@ -64,7 +64,7 @@ def test_growth_sign_per_population(fits, truth, head):
 def test_growth_intervals_cover_without_being_vacuous(fits, truth, head):
     model = fits[head]
     draws, g, _ = _growth(model, truth)
-    cal = growth_calibration(draws, g, 0.9, members=model.posterior.members)
+    cal = growth_calibration(draws, g, 0.9, is_ensemble=model.posterior.is_ensemble)
     assert cal["coverage"] >= 0.5, cal  # over-confident below
     assert cal["mean_width"] <= 0.6 * (max(RATES) - min(RATES)), cal  # vacuous above
     assert cal["spearman"] >= 0.7, cal

@@ -68,13 +68,13 @@ def test_member_interval_covers_a_new_member_at_its_level():
     member with probability exactly `level`; the members' empirical quantiles fall short."""
     rng = np.random.default_rng(0)
     members, new = rng.normal(size=(10, 40_000)), rng.normal(size=40_000)
-    assert interval_coverage(members, new, 0.9, members=True) == pytest.approx(0.9, abs=0.006)
+    assert interval_coverage(members, new, 0.9, is_ensemble=True) == pytest.approx(0.9, abs=0.006)
     assert interval_coverage(members, new, 0.9) < 0.8  # quantiles of 10 draws: ~0.75
-    s = summarise(members[:, :3], members=True)
+    s = summarise(members[:, :3], is_ensemble=True)
     np.testing.assert_allclose(s["q50"], members[:, :3].mean(0))
     assert np.all(s["q05"] < s["q50"]) and np.all(s["q50"] < s["q95"])
     # P(> 0) of a member predictive centred at 0 is 1/2; sd 0 gives the sign
     centred = np.array([[-1.0, 2.0], [1.0, 2.0]])
-    np.testing.assert_allclose(summarise(centred, members=True)["p_positive"], [0.5, 1.0])
+    np.testing.assert_allclose(summarise(centred, is_ensemble=True)["p_positive"], [0.5, 1.0])
     with pytest.raises(ValueError, match="at least 2 members"):
-        summarise(members[:1], members=True)
+        summarise(members[:1], is_ensemble=True)

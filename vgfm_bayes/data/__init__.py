@@ -4,9 +4,7 @@ from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import (
     anndata_times,
-    as_timecourse,
     from_anndata,
-    load_data,
     open_h5ad,
     read_csv,
     read_h5ad,
@@ -22,6 +20,7 @@ from .simulate import (
     simulate_populations,
     simulate_reweighting,
 )
+from .sources import as_timecourse, load_data
 from .timecourse import DataError, TimeCourse
 from .timelabels import label_number, read_time_map, time_values
 

@@ -21,7 +21,7 @@ class DatasetInfo:
     reference: dict = field(default_factory=dict)
 
 
-# The package's generic SROT settings (estimator._resolve uses them for data without any): the
+# The package's generic SROT settings (infer/settings.py uses them for data without any): the
 # VGFM authors state none for the Gaussian-mixture files, so those get exactly these.
 GENERIC_OT = {"eps": 0.01, "tau": 5.0, "normalize_cost": True}
 

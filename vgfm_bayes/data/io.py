@@ -1,4 +1,8 @@
-"""Readers: CSV (time column + coordinates) and AnnData / .h5ad (obs time key + obsm rep)."""
+"""Readers: CSV (time column + coordinates) and AnnData / .h5ad (obs time key + obsm rep).
+
+Which reader a source needs (bundled name, file type, AnnData object) is decided in
+data/sources.py, above both this module and the bundled data sets (data/datasets.py).
+"""
 
 from __future__ import annotations
 
@@ -164,10 +168,11 @@ def from_anndata(
     time_map : label -> number, overriding how labels are read.
     """
     times, _ = anndata_times(adata, time_key, time_map)
-    return _timecourse(adata, times, resolve_rep(adata, rep), masses, name)
+    return adata_timecourse(adata, times, resolve_rep(adata, rep), masses, name)
 
 
-def _timecourse(adata, times: np.ndarray, rep: str, masses, name: str) -> TimeCourse:
+def adata_timecourse(adata, times: np.ndarray, rep: str, masses, name: str) -> TimeCourse:
+    """The time course of cells with ``times`` (n_obs,) in ``rep`` (resolved) of ``adata``."""
     x = rep_rows(adata, rep)
     if rep == "X":
         var_names = [str(v) for v in adata.var_names]
@@ -201,69 +206,6 @@ def read_h5ad(
     return from_anndata(
         adata, time_key=time_key, rep=rep, masses=masses, name=Path(path).stem, time_map=time_map
     )
-
-
-def as_timecourse(
-    data,
-    time_key: str | None = None,
-    rep: str | None = None,
-    masses: np.ndarray | None = None,
-    time_map: Mapping[str, float] | None = None,
-) -> tuple[TimeCourse, dict | None]:
-    """A TimeCourse from a TimeCourse, AnnData, .h5ad / CSV path or bundled name, and for
-    AnnData input where it came from: {"time_key", "rep" (resolved), "time_map" (as given),
-    "labels" (label -> number used)}; None for other input."""
-    if isinstance(data, TimeCourse):
-        if masses is None:
-            return data, None
-        return TimeCourse(data.times, data.x, masses, data.var_names, name=data.name), None
-    is_anndata = hasattr(data, "obs") and hasattr(data, "obsm")
-    if not is_anndata and Path(str(data)).suffix.lower() != ".h5ad":
-        return load_data(data, time_key=time_key, rep=rep, masses=masses), None
-    name = "adata" if is_anndata else Path(str(data)).stem
-    if time_key is None:
-        h5ad = f"{data}: an .h5ad needs --time-key"
-        what = "AnnData input needs time_key" if is_anndata else h5ad
-        raise DataError(f"{what} (the obs column with each cell's time)")
-    adata = data if is_anndata else open_h5ad(data)
-    times, labels = anndata_times(adata, time_key, time_map)
-    rep = resolve_rep(adata, rep)
-    tc = _timecourse(adata, times, rep, masses, name)
-    source = {"time_key": time_key, "rep": rep, "time_map": time_map, "labels": labels}
-    return tc, source
-
-
-def load_data(
-    source: str | Path,
-    time_key: str | None = None,
-    rep: str | None = None,
-    masses: np.ndarray | None = None,
-    time_map: Mapping[str, float] | None = None,
-) -> TimeCourse:
-    """Load a bundled data set by name, a .csv file or an .h5ad file (``rep`` and
-    ``time_map`` apply to .h5ad only; see :func:`from_anndata`)."""
-    from .datasets import DATASETS, is_bundled, load
-
-    if is_bundled(str(source)):
-        tc = load(str(source))
-        if masses is None:
-            return tc
-        return TimeCourse(tc.times, tc.x, masses, tc.var_names, name=tc.name)
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix == ".gz":  # only CSVs are read compressed ("cells.csv.gz")
-        suffix = (Path(path.stem).suffix.lower() or ".csv") + ".gz"
-    if suffix == ".h5ad":
-        if time_key is None:
-            raise DataError(f"{path}: an .h5ad needs --time-key (the obs column with times)")
-        return read_h5ad(path, time_key=time_key, rep=rep, masses=masses, time_map=time_map)
-    if suffix in (".csv", ".txt", ".tsv", ".csv.gz", ".txt.gz", ".tsv.gz") or not suffix:
-        if not path.exists():
-            raise DataError(
-                f"{source}: no such file, and not a bundled data set ({', '.join(DATASETS)})"
-            )
-        return read_csv(path, time_key=time_key or "samples", masses=masses)
-    raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv (or .csv.gz) or .h5ad")
 
 
 def read_masses(spec: str | Path | None) -> np.ndarray | None:

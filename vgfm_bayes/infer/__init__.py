@@ -1,4 +1,5 @@
-"""Stage 5: inference -- configuration, the SVI loop and checkpoints."""
+"""Stage 5: inference -- configuration, settings resolved from the data, the SVI loop and the
+trainer around it (checkpoints, signals, the distributed gather), run folders."""
 
 from .checkpoint import (
     CHECKPOINT_VERSION,
@@ -12,14 +13,17 @@ from .checkpoint import (
     stop_on_signals,
 )
 from .config import ConfigError, FitConfig, read_config_file
+from .run_folder import FORMAT_VERSION, RunError
 from .svi import History, TrainingError, TrainingInterrupted, run_phase, train
 
 __all__ = [
     "CHECKPOINT_VERSION",
     "CheckpointError",
     "ConfigError",
+    "FORMAT_VERSION",
     "FitConfig",
     "History",
+    "RunError",
     "StopRequest",
     "TrainingError",
     "TrainingInterrupted",

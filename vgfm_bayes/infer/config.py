@@ -15,7 +15,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class FitConfig:
-    """Settings of one fit. ``None`` means "choose from the data" (see ``resolve``).
+    """Settings of one fit. ``None`` means "choose from the data" (infer/settings.py).
 
     SROT (DESIGN 2.1): eps, tau, normalize_cost. "auto" chooses them from the data by the
     held-out-snapshot score (ot/tune.py) on the max-normalised cost; None means "auto" for user

@@ -20,12 +20,12 @@ def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def interval_coverage(
-    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, members: bool = False
+    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, is_ensemble: bool = False
 ) -> float:
     """Fraction of quantities whose truth lies in the central ``level`` interval of the draws
-    (members: the draws are an ensemble's; see posterior/intervals.py)."""
+    (is_ensemble: the draws are an ensemble's; see posterior/intervals.py)."""
     draws, truth = _check(draws, truth)
-    lo, hi = central_interval(draws, level, axis=0, members=members)
+    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble)
     return float(np.mean((lo <= truth) & (truth <= hi)))
 
 
@@ -63,7 +63,7 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 
 
 def mass_interval_covers(
-    mass_draws: np.ndarray, observed: float, level: float = 0.9, members: bool = False
+    mass_draws: np.ndarray, observed: float, level: float = 0.9, is_ensemble: bool = False
 ) -> bool:
     """Whether the central ``level`` predictive interval of the total mass covers ``observed``.
 
@@ -71,18 +71,18 @@ def mass_interval_covers(
         held-out time point, from ``Trajectories.mass[:, k]``).
     """
     m = np.asarray(mass_draws, dtype=np.float64).ravel()
-    lo, hi = central_interval(m, level, members=members)
+    lo, hi = central_interval(m, level, is_ensemble=is_ensemble)
     return bool(lo <= observed <= hi)
 
 
 def growth_calibration(
-    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, members: bool = False
+    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, is_ensemble: bool = False
 ) -> dict:
     """Summary of a growth posterior against the true growth: coverage, CRPS, Spearman, width."""
     draws, truth = _check(draws, truth)
-    lo, hi = central_interval(draws, level, axis=0, members=members)
+    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble)
     return {
-        "coverage": interval_coverage(draws, truth, level, members),
+        "coverage": interval_coverage(draws, truth, level, is_ensemble),
         "crps": float(crps(draws, truth).mean()),
         "spearman": spearman(draws.mean(0), truth),
         "mean_width": float((hi - lo).mean()),

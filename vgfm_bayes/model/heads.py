@@ -7,20 +7,24 @@ head       weights                                      guide
 ========== ============================================ ===============================
 point      one block, flat prior                        AutoDelta (maximum likelihood)
 ensemble   one block per member, flat prior; each       AutoDelta with a member dim
-           member its own bootstrap of cells for SROT
+           member its own init (its own bootstrap of
+           cells for SROT: ot/members.py)
 last_layer every weight flat (the point head's fit);   AutoDelta, then the exact
            then a Gaussian on the last layer of v and   Gaussian of the last layer given
            g, mixed over bootstrap x SROT-setting       the body's features (laplace.py)
            components
 mean_field every weight Normal                          AutoNormal (mean field)
 ========== ============================================ ===============================
+
+What a head's regression batches are drawn from (one network's plans, or each member's plans
+on its own bootstrap of the cells, with its own pair stream) is data preparation, decided in
+ot/members.py (``Members``) from the head's ``n_members``; a head never touches the data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from pyro import poutine
@@ -29,18 +33,8 @@ from pyro.infer.autoguide import AutoDelta, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_value
 from torch.distributions import biject_to, transform_to
 
-from ..data import TimeCourse
 from ..nn import Fields
-from ..ot import (
-    PairBatch,
-    interval_plans,
-    member_plans,
-    member_seed,
-    sample_member_pairs,
-    sample_pairs,
-    stack_member_plans,
-)
-from ..ot.tune import allocate_members
+from ..ot import member_seed
 from .laplace import LaplaceGuide, set_mixture
 from .vgfm import Block, Prior, VGFMModel
 
@@ -70,46 +64,37 @@ class ScaledAutoNormal(AutoNormal):
 
 @dataclass(frozen=True)
 class Head:
-    """A head = blocks of weights with their priors + a guide family (+ how pairs are drawn).
+    """A head = blocks of weights with their priors + a guide family (+ a post-fit step).
 
     The base class is the point head (deterministic VGFM): one block of all weights with a flat
     prior and an AutoDelta guide, so the fit is maximum likelihood. Other heads override only
-    ``blocks``, ``build_guide`` and, for ensembles, ``pair_sampler``.
+    ``blocks``, ``build_guide``, ``finalize`` and, for ensembles, ``init_weights``.
 
     Attributes
     ----------
-    members : K independent networks trained as one vectorised batch (1: a single network).
+    n_members : K independent networks trained as one vectorised batch (1: a single network).
     prior_scale : prior sd of a Normal block is prior_scale / sqrt(fan_in).
     deterministic : every posterior draw is the same (no need for S > 1).
+    mixture_components : posterior components from bootstrap resamples x SROT settings (0:
+        none; see ``finalize``).
     """
 
     name: str = "point"
-    members: int = 1
+    n_members: int = 1
     prior_scale: float = 1.0
     deterministic: bool = True
-    # posterior components from bootstrap resamples x SROT settings (0: none; see finalize)
     mixture_components: int = 0
 
     @property
-    def member_shape(self) -> tuple[int, ...]:
-        return (self.members,) if self.members > 1 else ()
-
-    def member_ids(self, rank: int = 0, world: int = 1) -> list[int]:
-        """The members one of ``world`` processes trains: contiguous, sizes differing by <= 1."""
-        lo, hi = rank * self.members // world, (rank + 1) * self.members // world
-        return list(range(lo, hi))
+    def is_ensemble(self) -> bool:
+        """The posterior's draws are the members (intervals: posterior/intervals.py)."""
+        return self.n_members > 1
 
     def init_weights(
         self, fields: Fields, seed: int, device, member_ids: list[int] | None = None
     ) -> dict[str, torch.Tensor]:
         """Initial weights (torch.nn.Linear's law) from ``seed``."""
         return fields.init((), generator=torch.Generator().manual_seed(seed), device=device)
-
-    def generators(
-        self, seed: int, device, member_ids: list[int] | None = None
-    ) -> dict[str, torch.Generator]:
-        """The named generators the pair sampler draws from (checkpointed with the run)."""
-        return {"pairs": torch.Generator(device=device).manual_seed(seed)}
 
     def blocks(self, fields: Fields) -> dict[str, Block]:
         return {"weights": Block(tuple(fields.shapes()), Prior("flat"))}
@@ -129,113 +114,32 @@ class Head:
         """
         return None
 
-    def plans(
-        self,
-        data: TimeCourse,
-        resolved: Mapping[str, Any],
-        *,
-        seed: int,
-        device: torch.device | str = "cpu",
-        fallbacks: list[dict] | None = None,
-        srot_options: Mapping[str, Any] | None = None,
-        member_ids: list[int] | None = None,
-    ) -> Any:
-        """SROT plans on the training data, solved once per fit.
-
-        resolved : the fit's resolved settings (eps, tau, normalize_cost).
-        fallbacks : receives a record per interval whose plan needed SROT's safe mode.
-        srot_options : mini-batch SROT settings passed to ``interval_plans`` (srot_batch,
-            srot_repeats, memory_mb, generator).
-        member_ids : ensembles: the members to solve for (default all).
-        """
-        return interval_plans(
-            data,
-            resolved["eps"],
-            resolved["tau"],
-            resolved["normalize_cost"],
-            device=device,
-            fallbacks=fallbacks,
-            **(srot_options or {}),
-        )
-
-    def sample(
-        self,
-        plans: Any,
-        batch_size: int,
-        sigma: float,
-        generators: Mapping[str, torch.Generator],
-    ) -> PairBatch:
-        """One regression batch drawn from ``plans`` with the head's ``generators``."""
-        return sample_pairs(plans, batch_size, sigma, generators["pairs"])
-
 
 @dataclass(frozen=True)
 class EnsembleHead(Head):
-    """K independently initialised point networks, each with its own bootstrap of cells.
+    """K independently initialised point networks, trained as one batch: weights (K, ...),
+    pairs (K, B, D); the posterior's draws are the members.
 
-    Every member solves SROT on its own resample (with replacement) of every snapshot, so the
-    spread of the ensemble carries both the optimisation's and the cells' sampling variability;
-    with ``tau_spread`` > 0 the members also use different tau (log-uniform around tau).
-    Trained as one batch: weights (K, ...), pairs (K, B, D); the posterior's draws are the
-    members.
+    Each member also sees its own bootstrap of the cells for its SROT plans (and, with the
+    config's ``tau_spread`` or an auto fit's mixture, its own tau): ot/members.py.
     """
 
     name: str = "ensemble"
-    members: int = 10
+    n_members: int = 10
     deterministic: bool = False
-    bootstrap: bool = True
-    tau_spread: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.n_members < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {self.n_members}")
 
     def init_weights(self, fields, seed, device, member_ids=None):
         """Member k's weights from its own seed (:func:`member_seed`), whoever trains it."""
-        ids = self.member_ids() if member_ids is None else member_ids
+        ids = range(self.n_members) if member_ids is None else member_ids
         inits = [
             fields.init((), generator=torch.Generator().manual_seed(member_seed(seed, m)))
             for m in ids
         ]
         return {name: torch.stack([i[name] for i in inits]).to(device) for name in inits[0]}
-
-    def generators(self, seed, device, member_ids=None):
-        ids = self.member_ids() if member_ids is None else member_ids
-        return {
-            f"pairs.{m}": torch.Generator(device=device).manual_seed(member_seed(seed, m))
-            for m in ids
-        }
-
-    def plans(
-        self,
-        data,
-        resolved,
-        *,
-        seed,
-        device="cpu",
-        fallbacks=None,
-        srot_options=None,
-        member_ids=None,
-    ):
-        if self.members < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {self.members}")
-        mixture = resolved.get("srot_mixture")  # auto settings: members spread over them
-        settings = None if not mixture else allocate_members(mixture, self.members)
-        plans = member_plans(
-            data,
-            resolved["eps"],
-            resolved["tau"],
-            resolved["normalize_cost"],
-            self.members,
-            seed=seed,
-            bootstrap=self.bootstrap,
-            tau_spread=self.tau_spread,
-            member_ids=member_ids,
-            settings=settings,
-            device=device,
-            fallbacks=fallbacks,
-            **(srot_options or {}),
-        )
-        return stack_member_plans(plans)
-
-    def sample(self, plans, batch_size, sigma, generators):
-        return sample_member_pairs(plans, batch_size, sigma, list(generators.values()))
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,26 @@
-"""Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, W1."""
+"""Stage 2: optimal transport -- SROT plans, VGFM targets, pair sampling, ensemble members'
+resamples and plans, SROT settings from held-out snapshots (tune), W1."""
 
-from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
-from .sinkhorn import sinkhorn_divergence
-from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
-from .targets import (
-    IntervalPlan,
-    PairBatch,
+from .members import (
+    Members,
     StackedPlans,
     bootstrap_cells,
-    interval_plans,
+    component_plans,
     member_plans,
     member_seed,
     member_taus,
     sample_member_pairs,
-    sample_pairs,
     stack_member_plans,
 )
+from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
+from .sinkhorn import sinkhorn_divergence
+from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
+from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
 from .w1 import w1_exact, w1_loss
 
 __all__ = [
     "IntervalPlan",
+    "Members",
     "MiniBatchPlan",
     "PairBatch",
     "StackedPlans",
@@ -27,6 +28,7 @@ __all__ = [
     "SROTResult",
     "bootstrap_cells",
     "choose_srot_batch",
+    "component_plans",
     "interval_plans",
     "member_plans",
     "member_seed",

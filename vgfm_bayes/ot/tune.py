@@ -162,11 +162,11 @@ def largest_remainder(weights, n: int) -> list[int]:
     return counts.tolist()
 
 
-def allocate_members(mixture: list[dict[str, Any]], members: int) -> list[tuple[float, float]]:
-    """(eps, tau) of each of ``members`` ensemble members, in proportion to the mixture's
+def allocate_members(mixture: list[dict[str, Any]], n_members: int) -> list[tuple[float, float]]:
+    """(eps, tau) of each of ``n_members`` ensemble members, in proportion to the mixture's
     weights (largest remainders; best setting first), so the members carry the uncertainty
     about the setting as well as the bootstrap's."""
-    counts = largest_remainder([m["weight"] for m in mixture], members)
+    counts = largest_remainder([m["weight"] for m in mixture], n_members)
     return [(m["eps"], m["tau"]) for m, n in zip(mixture, counts, strict=True) for _ in range(n)]
 
 

@@ -143,12 +143,12 @@ def growth_calls(
     frames = []
     for xk, tk in _cells(data, x, t, max_cells, seed):
         g = model.growth_draws(xk, tk, params=params)  # (S, n)
-        lo, hi = central_interval(g, level, members=post.members)
+        lo, hi = central_interval(g, level, is_ensemble=post.is_ensemble)
         frame = pd.DataFrame(xk, columns=list(data.var_names))
         frame["t"] = tk
         frame["mean"] = g.mean(0)
         frame["sd"] = g.std(0, ddof=1) if g.shape[0] > 1 else 0.0
-        frame["p_positive"] = prob_positive(g, members=post.members)
+        frame["p_positive"] = prob_positive(g, is_ensemble=post.is_ensemble)
         frame["lower"], frame["upper"] = lo, hi
         frame["call"] = sign_calls(lo, hi)
         frames.append(frame)

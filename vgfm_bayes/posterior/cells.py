@@ -36,7 +36,7 @@ def cell_summaries(
     velocity: Callable[[np.ndarray, float], np.ndarray] | None = None,
     *,
     dim: int,
-    members: bool = False,
+    is_ensemble: bool = False,
     batch_size: int = MAX_BATCH,
 ) -> dict[str, np.ndarray]:
     """Growth (and velocity) posterior summaries of every cell at its own time.
@@ -47,7 +47,7 @@ def cell_summaries(
     times : ndarray, shape (n,) -- each cell's time.
     growth : (x (b, dim), t) -> growth draws, shape (S, b).
     velocity : (x (b, dim), t) -> velocity draws, shape (S, b, dim); None: growth only.
-    members : the draws are an ensemble's members (intervals: posterior/intervals.py).
+    is_ensemble : the draws are an ensemble's members (intervals: posterior/intervals.py).
     batch_size : cells per batch.
 
     Returns
@@ -70,7 +70,7 @@ def cell_summaries(
             x = rows(idx)
             g = growth(x, float(t))
             n_draws = g.shape[0]
-            for c, values in summarise(g, members=members).items():
+            for c, values in summarise(g, is_ensemble=is_ensemble).items():
                 out.setdefault(f"growth_{c}", np.zeros(n))[idx] = values
             del g
             if velocity is None:

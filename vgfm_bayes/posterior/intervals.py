@@ -29,24 +29,24 @@ def _member_scale(draws: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray,
     return draws.mean(axis), sd * np.sqrt(1.0 + 1.0 / k), k - 1
 
 
-def quantiles(draws, probs, axis: int = 0, members: bool = False) -> np.ndarray:
+def quantiles(draws, probs, axis: int = 0, is_ensemble: bool = False) -> np.ndarray:
     """Quantiles ``probs`` over the draw axis, shape (len(probs), ...).
 
-    members : the draws are a finite ensemble; quantiles of the Student-t predictive for a new
+    is_ensemble : the draws are a finite ensemble; quantiles of the Student-t predictive for a new
         member (location the mean, scale sd * sqrt(1 + 1/K), K - 1 degrees of freedom).
     """
     draws = np.asarray(draws, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
-    if not members:
+    if not is_ensemble:
         return np.quantile(draws, probs, axis=axis)
     loc, scale, dof = _member_scale(draws, axis)
     z = stats.t.ppf(probs, dof).reshape(-1, *([1] * loc.ndim))
     return loc[None] + z * scale[None]
 
 
-def central_interval(draws, level: float = 0.9, axis: int = 0, members: bool = False):
+def central_interval(draws, level: float = 0.9, axis: int = 0, is_ensemble: bool = False):
     """(lower, upper) of the central ``level`` interval over the draw axis."""
-    lo, hi = quantiles(draws, [(1 - level) / 2, (1 + level) / 2], axis, members)
+    lo, hi = quantiles(draws, [(1 - level) / 2, (1 + level) / 2], axis, is_ensemble)
     return lo, hi
 
 
@@ -60,14 +60,14 @@ def _standard_t(rng: np.random.Generator, dof: float, size) -> np.ndarray:
 def mass_interval(
     mass_draws,
     level: float = 0.9,
-    members: bool = False,
+    is_ensemble: bool = False,
     noise_sd: float = 0.0,
     noise_dof: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) of the central ``level`` interval of the total mass, shape (T,) each.
 
     mass_draws : ndarray, shape (S, T) -- total mass per draw and time (> 0).
-    members : the draws are an ensemble's members (Student-t on log mass, as ``quantiles``).
+    is_ensemble : the draws are an ensemble's members (Student-t on log mass, as ``quantiles``).
     noise_sd, noise_dof : discrepancy of an observed log mass, sd * t_dof; 0 gives the
         interval of the model's own mass, otherwise the predictive interval of an observation.
         The convolution is a fixed-seed Monte Carlo, so the interval is reproducible.
@@ -75,10 +75,10 @@ def mass_interval(
     log_m = np.log(np.asarray(mass_draws, dtype=np.float64))
     probs = [(1 - level) / 2, (1 + level) / 2]
     if noise_sd <= 0:
-        lo, hi = quantiles(log_m, probs, axis=0, members=members)
+        lo, hi = quantiles(log_m, probs, axis=0, is_ensemble=is_ensemble)
         return np.exp(lo), np.exp(hi)
     rng = np.random.default_rng(0)
-    if members:
+    if is_ensemble:
         loc, scale, dof = _member_scale(log_m, 0)
         model = loc[:, None] + scale[:, None] * _standard_t(rng, dof, NOISE_DRAWS)
         draws = model + noise_sd * _standard_t(rng, noise_dof, NOISE_DRAWS)[None]  # (T, M)
@@ -90,10 +90,10 @@ def mass_interval(
     return np.exp(lo), np.exp(hi)
 
 
-def prob_positive(draws, axis: int = 0, members: bool = False) -> np.ndarray:
+def prob_positive(draws, axis: int = 0, is_ensemble: bool = False) -> np.ndarray:
     """P(value > 0): the fraction of draws, or for members the Student-t predictive's."""
     draws = np.asarray(draws, dtype=np.float64)
-    if not members:
+    if not is_ensemble:
         return (draws > 0).mean(axis)
     loc, scale, dof = _member_scale(draws, axis)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -101,10 +101,10 @@ def prob_positive(draws, axis: int = 0, members: bool = False) -> np.ndarray:
     return stats.t.cdf(z, dof)
 
 
-def summarise(draws, axis: int = 0, members: bool = False) -> dict[str, np.ndarray]:
+def summarise(draws, axis: int = 0, is_ensemble: bool = False) -> dict[str, np.ndarray]:
     """mean, sd, q05, q50, q95 and P(> 0) over the draw axis (see ``quantiles`` for members)."""
     draws = np.asarray(draws, dtype=np.float64)
-    q = quantiles(draws, QUANTILES, axis, members)
+    q = quantiles(draws, QUANTILES, axis, is_ensemble)
     single = draws.shape[axis] < 2
     return {
         "mean": draws.mean(axis),
@@ -112,7 +112,7 @@ def summarise(draws, axis: int = 0, members: bool = False) -> dict[str, np.ndarr
         "q05": q[0],
         "q50": q[1],
         "q95": q[2],
-        "p_positive": prob_positive(draws, axis, members),
+        "p_positive": prob_positive(draws, axis, is_ensemble),
     }
 
 

@@ -21,7 +21,7 @@ class Trajectories:
     times : ndarray, shape (T,) -- user time units
     x : ndarray, shape (S, T, N, D) -- positions per draw, time and particle
     log_w : ndarray, shape (S, T, N) -- log-weights; logsumexp(log_w[s, 0]) = 0
-    members : the draws are an ensemble's members (intervals: posterior/intervals.py)
+    is_ensemble : the draws are an ensemble's members (intervals: posterior/intervals.py)
     mass_noise : (sd, dof) of an observed log total mass about the model's, estimated from
         held-out snapshots (ot/tune.py ``mass_discrepancy``); None: no such term (point head)
     """
@@ -29,7 +29,7 @@ class Trajectories:
     times: np.ndarray
     x: np.ndarray
     log_w: np.ndarray
-    members: bool = False
+    is_ensemble: bool = False
     mass_noise: tuple[float, float] | None = None
 
     @property
@@ -44,7 +44,7 @@ class Trajectories:
             held-out discrepancy ``mass_noise``); False: of the model's mass alone.
         """
         sd, dof = self.mass_noise if (observed and self.mass_noise) else (0.0, np.inf)
-        return mass_interval(self.mass, level, self.members, sd, dof)
+        return mass_interval(self.mass, level, self.is_ensemble, sd, dof)
 
 
 class Posterior:
@@ -60,7 +60,7 @@ class Posterior:
         self.deterministic = deterministic
 
     @property
-    def members(self) -> bool:
+    def is_ensemble(self) -> bool:
         """The draws are an ensemble's members: intervals use the Student-t prediction interval
         for one more member (posterior/intervals.py), not the members' empirical quantiles."""
         return bool(self.model.member_shape)
@@ -123,7 +123,7 @@ class Posterior:
             times.cpu().numpy().astype(np.float64),
             torch.cat(xs).numpy(),
             torch.cat(lws).numpy(),
-            members=self.members,
+            is_ensemble=self.is_ensemble,
         )
 
 

@@ -1,4 +1,7 @@
-"""Benchmark suite: data sets x heads x hold-outs x seeds, each fit evaluated per DESIGN 4.
+"""The benchmark harness: data sets x heads x hold-outs x seeds, each fit evaluated per DESIGN 4.
+
+``vgfm-bayes bench`` (cli.py) and the scripts in benchmarks/ run their fits through here
+(:func:`make_jobs`, :func:`run_job`, :func:`run_bench`); the tables are in bench/tables.py.
 
 Data sets: the bundled files by name (``DATASETS``: simulation_gene, dyngen,
 mouse_hematopoiesis, gaussian_{10,20,50,100}d), any generated ``gaussian_<D>d``, the
@@ -33,8 +36,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .bench_tables import LEVEL, SIMULATORS, summarise
-from .data import (
+from ..data import (
     DATASETS,
     DataError,
     TimeCourse,
@@ -42,8 +44,9 @@ from .data import (
     load_data,
     simulate,
 )
-from .data.datasets import GAUSSIAN_PATTERN
-from .infer import distributed as dist
+from ..data.datasets import GAUSSIAN_PATTERN
+from ..infer import distributed as dist
+from .tables import LEVEL, SIMULATORS, summarise
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ def posterior_mean_params(model) -> dict | None:
     import torch
 
     post = model.posterior
-    if post.members:
+    if post.is_ensemble:
         return None
     with pyro.settings.context(module_local_params=True), torch.no_grad():
         median = post.guide.median()
@@ -122,7 +125,7 @@ def posterior_mean_params(model) -> dict | None:
 def evaluate_posterior_mean(model) -> dict | None:
     """W1 and RME per time of the trajectories of the posterior-mean weights (None where the
     head has none): {"w1", "w1_mean", "rme", "rme_mean", "params"} (+ "w1_held_out")."""
-    from .metrics import score
+    from ..metrics import score
 
     params = posterior_mean_params(model)
     if params is None:
@@ -144,8 +147,8 @@ def _score(job: dict) -> dict:
     """Fit, evaluate and (where a truth exists) calibrate one job, in this process."""
     import torch
 
-    from .estimator import VGFM
-    from .metrics import growth_calibration
+    from ..estimator import VGFM
+    from ..metrics import growth_calibration
 
     task = bench_task(job["dataset"], job["seed"])
     t = time.perf_counter()
@@ -175,7 +178,7 @@ def _score(job: dict) -> dict:
             np.concatenate(draws, 1),
             np.concatenate(task.truth),
             LEVEL,
-            members=model.posterior.members,  # an ensemble's interval is its Student-t one
+            is_ensemble=model.posterior.is_ensemble,  # an ensemble's interval is its Student-t one
         )
         metrics["calibration"] = {**cal, "truth": task.truth_source, "draws": len(draws[0])}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -201,6 +204,17 @@ def _run_isolated(job: dict) -> dict:
         return {**_public(job), "error": "the fit's process died (killed, e.g. out of memory?)"}
 
 
+def run_job(job: dict, *, isolated: bool = True) -> dict:
+    """One job of :func:`make_jobs`: fit, evaluate and (with a truth) calibrate; returns its run
+    record (bench.json's format), with "error" instead of "metrics" when the fit failed.
+
+    isolated : in its own spawned process (its own peak memory; a crash costs this job only),
+        else in this one.
+    """
+    job = {"run_device": job["device"], **job}
+    return _run_isolated(job) if isolated else _one(job)
+
+
 def make_jobs(
     datasets: list[str],
     heads: list[str],
@@ -215,8 +229,8 @@ def make_jobs(
     """The job grid (data set, head, hold-out, seed; seeds innermost), checked before any fit:
     unknown data or heads and bad settings fail here; a hold-out a data set cannot have (it has
     too few time points) is skipped with a warning."""
-    from .estimator import VGFM
-    from .infer import ConfigError
+    from ..estimator import VGFM
+    from ..infer import ConfigError
 
     grid_keys = sorted({"head", "seed", "device"} & set(overrides))
     if grid_keys:
@@ -302,7 +316,7 @@ def run_bench(
         bar = tqdm(mine, desc=desc, position=rank, disable=not progress)
         for job in bar:
             bar.set_postfix_str(f"{job['dataset']} {job['head']} seed {job['seed']}")
-            runs.append(_run_isolated({**job, "run_device": dist.rank_device(device)}))
+            runs.append(run_job({**job, "run_device": dist.rank_device(device)}))
             partial.write_text(json.dumps(runs, indent=1))  # inspectable while running
         parts = dist.gather_to_rank0(runs)
     if parts is None:

@@ -1,14 +1,15 @@
-"""The bench's Markdown tables (bench.md, and the cards' benchmark sections).
+"""The bench's Markdown tables (bench.md, and the cards' benchmark sections) and the per-head
+records the zoo's cards are written from.
 
-Every table reads run records as ``vgfm_bayes.bench`` writes them (bench.json); keys that older
-records lack are shown as "–".
+Every table reads run records as the harness (bench/harness.py) writes them (bench.json); keys
+that older records lack are shown as "–".
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .data import reference
+from ..data import reference
 
 LEVEL = 0.9  # central predictive / credible intervals
 # benchmark data set name of each ground-truth simulator kind (data/simulate.py)
@@ -173,6 +174,43 @@ def _loo(loo: dict[tuple, list[dict]], h: str) -> list[str]:
             f"| {_mean([posterior_mean_w1(m, i) for m in ms], 4)} |"
         )
     return lines + [""]
+
+
+def head_records(bench: list[dict]) -> list[dict]:
+    """Per-head records of bench runs, as the zoo's cards tabulate them (benchmarks/
+    write_cards.py): "sim" (a simulator's growth calibration, one per kind and seed) and "loo"
+    (held-out W1 per draw / pooled / of the posterior mean, RME, whether the 90% mass interval
+    covers the held-out mass and its half-width relative to that mass). Records that already
+    are per-head ones (a "part" key: older benchmarks/heads.py files) are kept as they are."""
+    out = []
+    for r in bench:
+        if "part" in r:
+            out.append(r)
+            continue
+        m = r.get("metrics")
+        if m is None:
+            continue
+        seconds = m["seconds"]["fit_total"]
+        if r["dataset"] in SIMULATORS and r.get("hold_out") is None and "calibration" in m:
+            cal = m["calibration"]
+            keys = ("spearman", "coverage", "crps", "mean_width")
+            out.append({"part": "sim", "head": r["head"], "kind": SIMULATORS[r["dataset"]],
+                        "seed": r["seed"], "seconds": seconds,
+                        **{k: cal.get(k) for k in keys}})  # fmt: skip
+        elif r.get("hold_out") is not None:
+            i = r["hold_out"] - 1  # metrics are per time after the first
+            out.append(
+                {"part": "loo", "head": r["head"], "data": r["dataset"],
+                 "hold_out": r["hold_out"], "seed": r["seed"], "seconds": seconds,
+                 "w1": m["w1_held_out"], "rme": m["rme_held_out"],
+                 "mass_q05": m["mass_q05"][i], "mass_q95": m["mass_q95"][i],
+                 "mass_observed": m["mass_observed"][i],
+                 "covered": m["mass_covered_held_out"],
+                 "halfwidth_rel": halfwidth_rel(m, i),
+                 "w1_pooled": m.get("w1_pooled_held_out"),
+                 "w1_posterior_mean": (m.get("posterior_mean") or {}).get("w1_held_out")}
+            )  # fmt: skip
+    return out
 
 
 def loo_summary(runs: list[dict]) -> dict[str, dict]:
