@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-notebooks-full lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# the checks too long for every run (NUTS, torchrun, the notebooks in full); CI runs them too
+# checks too long for every run: NUTS and torchrun (CI runs them too), and the notebooks in
+# full (tens of minutes on 2 cores: too long for CI's budget beside the rest; run them by hand)
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q --runslow -m slow
+	$(BIN)/python -m pytest -q --runslow -m "slow and not notebooks"
+
+test-notebooks-full: $(STAMP)
+	$(BIN)/python -m pytest -q --runslow -m "slow and notebooks"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
