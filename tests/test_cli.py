@@ -130,7 +130,7 @@ def test_module_entry_point_help():
 def test_demo_quick_writes_report(tmp_path, capsys):
     out = tmp_path / "demo"
     threads = torch.get_num_threads()
-    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--quick", "--quiet", "--threads", "1"]) == 0
     files = ("report.md", "metrics.json", "mass.png", "trajectories.png", "growth.png", "w1.png")
     for f in (*files, "velocity.png", "compare.png", "run/config.json"):
         assert (out / f).is_file(), f
@@ -143,7 +143,7 @@ def test_demo_quick_writes_report(tmp_path, capsys):
         assert key in m
     ens = m["heads"]["ensemble"]
     assert ens["samples"] == 3  # --quick: 3 members
-    assert m["demo"]["torch_threads"] == 1  # the demo's default, restored afterwards:
+    assert m["demo"]["torch_threads"] == 1  # as asked, and restored afterwards:
     assert torch.get_num_threads() == threads
     assert np.all(np.array(ens["mass_q95"]) > np.array(ens["mass_q05"]))  # a real band
     n_cells = 400 + 442 + 530 + 690 + 969

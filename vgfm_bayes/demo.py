@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 # solves its own SROT plans, the slowest part of a short run)
 QUICK = {"warmup_steps": 30, "joint_steps": 2, "joint_particles": 128, "joint_targets": 128}
 QUICK_HEAD = {"ensemble": {"members": 3}}
-DEMO_THREADS = 1  # torch threads during the demo (run_demo's docstring says why)
+DEMO_THREADS = None  # torch's own thread count (run_demo's docstring: when to pass 1)
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -209,10 +209,11 @@ def run_demo(
     """Fit ``model`` (the point head) and ``bayes`` (a Bayesian head; None: none), evaluate,
     and report. ``quick`` trains a few steps only (for tests and smoke runs).
 
-    threads : torch's intra-op threads while the demo runs (restored afterwards); None keeps
-        torch's setting. The default 1: these networks are small, and on a 2-core machine
-        shared with other jobs two threads per process made the demo 5-6x slower (measured
-        under load ~5: 517-606 s with 2 threads, 93 s with 1, same numbers to 3 decimals).
+    threads : torch's intra-op threads while the demo runs (restored afterwards); None (the
+        default) keeps torch's setting. On an idle 2-core machine torch's 2 threads are faster
+        (whole demo 47.5 s, against 67.1 s with 1); on a machine shared with other jobs pass 1:
+        there two threads per process made it 5-6x slower (517-606 s against 93 s, load ~5).
+        The thread count changes the last digits of the results (W1 0.0335 vs 0.0332).
 
     Writes to ``out``: run/ (``model``'s saved run), run_<bayes>/, metrics.json, report.md and
     the figures of ``vgfm_bayes.plotting.FIGURES`` (mass, growth, velocity, trajectories, w1,
