@@ -44,6 +44,7 @@ TOP_LEVEL = {
     "demo": "apps",
     "bench": "apps",
     "cli": "cli",
+    "commands": "cli",
     "__main__": "cli",
 }
 

@@ -209,3 +209,19 @@ def test_cli_fit_from_h5ad(tmp_path, tiny, tiny_config):
     assert main(args) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["times"] == [1.0, 2.0]
+
+
+def test_help_imports_no_heavy_library():
+    # `vgfm-bayes --help` and `import vgfm_bayes` stay light: torch, Pyro, POT and matplotlib
+    # are imported only once a command (or a model) needs them
+    code = (
+        "import sys, vgfm_bayes, vgfm_bayes.cli as c\n"
+        "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('torch', 'pyro', 'ot', 'matplotlib', 'anndata')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

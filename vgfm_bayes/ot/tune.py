@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 
 from ..data import Scaling, TimeCourse
@@ -192,6 +191,8 @@ def _score_plan(plan, x, y, z, s, m0, mk, uniforms):
     pts = (1 - s) * x[i] + s * y[j]
     w = r[i] ** (s - 1.0)  # pair mass at t_k per unit of its mass at the end
     w = w / w.sum()
+    import ot  # POT on first use (see w1.w1_exact)
+
     cost = ot.dist(pts, z, metric="euclidean")
     g = ot.emd(w, np.full(len(z), 1.0 / len(z)), cost, numItermax=EMD_MAX_ITER)
     per_cell = len(z) * (g * cost).sum(0)  # mean over cells = W1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import ot
 import torch
 
 EMD_MAX_ITER = 10_000_000  # network simplex needs ~1e6 iterations for 2,000 x 2,000 problems
@@ -18,6 +17,8 @@ def w1_exact(x: np.ndarray, w: np.ndarray, y: np.ndarray) -> float:
     w : ndarray, shape (n,) -- their non-negative weights (normalised here).
     y : ndarray, shape (m, D) -- observed cells, uniform weights.
     """
+    import ot  # POT on first use: half a second of every command's start-up otherwise
+
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     a = np.asarray(w, dtype=np.float64)
@@ -42,6 +43,8 @@ def emd_solution(a: torch.Tensor, cost: torch.Tensor) -> tuple[np.ndarray, np.nd
     Pure numpy on detached copies (POT's network simplex releases the GIL), so several can be
     solved in threads while the autograd graph is still built on one thread, in a fixed order.
     """
+    import ot  # on first use (see w1_exact)
+
     a_np = a.detach().cpu().numpy()
     a_np = a_np / a_np.sum()
     m = cost.shape[1]
