@@ -117,8 +117,9 @@ def resolve_srot(
         }
         if deterministic:
             return fixed
-        # the heads' mass intervals need the held-out discrepancy; the score's own
-        # choice of setting stands in for the fixed one (the residuals barely depend on it)
+        # the heads' mass intervals need the held-out discrepancy: it is taken from the
+        # score's own mixture of settings (the score works on the normalised cost, where a
+        # fixed raw-cost setting has no place), an approximation for fixed settings
         result = tune_srot(data, seed=c.seed, generic=GENERIC_OT)
         return {**fixed, "mass_discrepancy": result.mass_discrepancy()}
     if c.normalize_cost is False:
