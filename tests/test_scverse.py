@@ -318,3 +318,14 @@ def test_to_cellrank_says_how_to_install(fitted, cells, monkeypatch):
     monkeypatch.setitem(sys.modules, "cellrank", None)  # import cellrank raises ImportError
     with pytest.raises(ImportError, match=r"pip install vgfm-bayes\[scverse\]"):
         fitted.to_cellrank(cells)
+
+
+def test_couplings_default_masses_are_the_cell_counts():
+    tc = make_tiny()
+    settings = {"eps": 0.05, "tau": 1.0, "normalize_cost": True}
+    counts = np.asarray(tc.counts, dtype=float)
+    default = srot_couplings(tc.x, tc.times, settings)
+    given = srot_couplings(tc.x, tc.times, settings, counts / counts[0])
+    for a, b in zip(default, given, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.sum(1), 1.0, rtol=1e-10)

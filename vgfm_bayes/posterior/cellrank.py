@@ -60,7 +60,8 @@ def srot_couplings(
         x0 = torch.tensor(np.asarray(xs[k]), dtype=torch.float64, device=device)
         x1 = torch.tensor(np.asarray(xs[k + 1]), dtype=torch.float64, device=device)
         n, m = x0.shape[0], x1.shape[0]
-        ratio = 1.0 if masses is None else float(masses[k + 1] / masses[k])
+        # default masses = cell counts: M_{k+1} / M_k = m / n, so b_j = 1 (as in training)
+        ratio = m / n if masses is None else float(masses[k + 1] / masses[k])
         b = torch.full((m,), ratio * n / m, dtype=torch.float64, device=device)
         label = f"CellRank coupling {k} (t={times[k]:g} -> {times[k + 1]:g})"
         res, _ = solve_srot_safe(x0, x1, eps, tau, label=label, normalize_cost=normalize, b=b)
