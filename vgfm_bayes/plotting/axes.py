@@ -94,6 +94,12 @@ def observed_mass(ax: Axes, data: TimeCourse) -> None:
     ax.plot(data.times, data.masses, "o", color="k", ms=4, label="observed", zorder=5)
 
 
+def mass_labels(ax: Axes) -> None:
+    ax.set_xlabel("time")
+    ax.set_ylabel("relative total mass")
+    ax.set_title("Total mass")
+
+
 def paths(
     ax: Axes,
     traj: Trajectories,

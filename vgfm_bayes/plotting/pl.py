@@ -182,9 +182,7 @@ def mass(
     draw.mass_bands(a, traj, level=level, label=label or model.config.head, color=color)
     if observed:
         draw.observed_mass(a, data)
-    a.set_xlabel("time")
-    a.set_ylabel("relative total mass")
-    a.set_title("Total mass")
+    draw.mass_labels(a)
     a.legend(frameon=False, fontsize=7)
     return _finish(fig, own, show, save)
 
@@ -370,9 +368,7 @@ def compare(
                 traj = m.simulate(samples) if traj is None else traj
                 draw.mass_bands(a, traj, level=level, label=name, color=f"C{h}")
             draw.observed_mass(a, data)
-            a.set_xlabel("time")
-            a.set_ylabel("relative total mass")
-            a.set_title("Total mass")
+            draw.mass_labels(a)
         a.legend(frameon=False, fontsize=7)
     return _finish(fig, own, show, save)
 
