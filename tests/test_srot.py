@@ -125,3 +125,29 @@ def test_warm_start_gives_the_cold_plan_with_fewer_evaluations():
     assert warm.n_evals < cold.n_evals
     with pytest.raises(ValueError, match="f_init"):
         solve_srot(x, y, 0.05, 2.0, f_init=torch.zeros(3))
+
+
+def test_coarse_start_gives_the_annealed_plan(monkeypatch):
+    """Large problems start from a solve on a subsample, extended to every cell by the
+    optimality conditions; the dual is strictly concave, so the plan must be the annealed one
+    (here the subsample threshold is lowered so a small problem takes that path)."""
+    import vgfm_bayes.ot.srot as srot
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(300, 2, generator=gen), torch.randn(420, 2, generator=gen) + 0.5
+    b = torch.full((420,), 1.7, dtype=torch.float64)
+    annealed = solve_srot(x, y, 0.01, 3.0, normalize_cost=True, b=b, gtol=1e-8)
+    calls = []
+    anneal = srot._anneal
+    monkeypatch.setattr(srot, "COARSE_CELLS", 64)
+    monkeypatch.setattr(srot, "_anneal", lambda c, *a: calls.append(c.shape) or anneal(c, *a))
+    coarse = solve_srot(x, y, 0.01, 3.0, normalize_cost=True, b=b, gtol=1e-8)
+    assert calls == [(64, 64)]  # the eps ladder ran on the subsample only
+    torch.testing.assert_close(coarse.plan, annealed.plan, rtol=0, atol=2e-6)
+    torch.testing.assert_close(coarse.row_sums, annealed.row_sums, rtol=1e-5, atol=0)
+    # the extended start itself is near the optimum: its row sums a exp(-f / tau) within 4%
+    cost = squared_cost(x.double(), y.double())
+    cost = cost / cost.max()
+    zeros = torch.zeros(300, dtype=torch.float64)
+    start, _ = srot._cold_start(cost, 0.01, 3.0, zeros, b.log())
+    assert (start - annealed.f).abs().max().item() / 3.0 < 0.04
