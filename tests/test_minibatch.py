@@ -138,3 +138,36 @@ def test_config_keys():
     for bad in ({"srot_batch": 1}, {"srot_repeats": 0}, {"fit_w1": "l2"}):
         with pytest.raises(ConfigError):
             FitConfig(**bad).validate()
+
+
+def test_warm_started_blocks_equal_cold_solves(monkeypatch):
+    """Every block after the first starts from the previous block's g (through the optimality
+    conditions, ot.srot.source_potential); its row sums must be the cold solve's, to the
+    solver's tolerance, and the warm starts must save dual evaluations. (A warm start whose
+    plan fails the checks is re-solved cold; it does not happen here.)"""
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(1200, 2, generator=g, dtype=torch.float64)
+    x1 = torch.randn(1300, 2, generator=g, dtype=torch.float64) * 0.8 + 0.4
+    evals, warm = [], []  # of the solves that passed their checks
+    solve = mb.solve_srot
+
+    def counting(*args, f_init=None, **kwargs):
+        res = solve(*args, f_init=f_init, **kwargs)
+        evals.append(res.n_evals)
+        warm.append(f_init is not None)
+        return res
+
+    monkeypatch.setattr(mb, "solve_srot", counting)
+    plan = minibatch_srot(x0, x1, 0.05, 1.0, 1.4, 300, generator=torch.Generator().manual_seed(0))
+    assert warm == [False, True, True, True]  # 4 blocks: the first cold, the others warm
+    cold_evals = 0
+    for b in range(plan.block_targets.shape[1]):
+        si = (plan.block_of[0] == b).nonzero().squeeze(1)
+        tj = plan.block_targets[0, b, : plan.block_size[0, b]]
+        mass = torch.full((len(tj),), len(si) * 1.4 / len(tj), dtype=torch.float64)
+        cold = solve(x0[si], x1[tj], 0.05, 1.0, b=mass)
+        torch.testing.assert_close(
+            plan.row_sums[si], cold.row_sums, rtol=1e-4, atol=2e-5
+        )  # gtol 1e-5 each
+        cold_evals += cold.n_evals
+    assert sum(evals) < 0.85 * cold_evals

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from .interval import IntervalTargets
-from .srot import solve_srot
+from .srot import SROTError, solve_srot, source_potential, squared_cost
 
 # Full-plan memory per source x target pair: the solver holds the cost, the log-kernel and one
 # temporary (float64), interval_plans keeps the plan, its cast copy and the flattened CDF.
@@ -215,12 +215,26 @@ def minibatch_srot(
     sizes = torch.zeros(repeats, n_blocks, dtype=torch.long, device=dev)
     block_y = torch.zeros(repeats, n_blocks, mb, x64.shape[1], **opts)
     base = torch.full((repeats, n_blocks, mb), -math.inf, **opts)
+    previous = None  # (targets, g) of the last solved block: the next block's warm start
     for r in range(repeats):
         src = torch.tensor_split(torch.randperm(n, generator=generator, device=dev), n_blocks)
         tgt = torch.tensor_split(torch.randperm(m, generator=generator, device=dev), n_blocks)
         for b, (si, tj) in enumerate(zip(src, tgt, strict=True)):
             mass = torch.full((len(tj),), len(si) * mass_ratio / len(tj), **opts)
-            res = solve_srot(xs[si], ys[tj], eps, tau, b=mass)
+            f_init = None
+            if previous is not None:
+                # blocks are random halves of the same snapshots: the last block's g, through
+                # the optimality conditions, places this block's sources near their optimum
+                prev_y, prev_g = previous
+                cost = squared_cost(xs[si], prev_y)
+                f_init = source_potential(cost, prev_g, eps, tau, torch.zeros(len(si), **opts))
+            try:
+                res = solve_srot(xs[si], ys[tj], eps, tau, b=mass, f_init=f_init)
+            except SROTError:
+                if f_init is None:
+                    raise
+                res = solve_srot(xs[si], ys[tj], eps, tau, b=mass)  # cold, as if first
+            previous = (ys[tj], res.g)
             block_of[r, si] = b
             rows[r, si] = res.row_sums
             targets[r, b, : len(tj)] = tj

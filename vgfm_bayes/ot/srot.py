@@ -150,8 +150,8 @@ def _cold_start(cost, eps, tau, log_a, log_b) -> tuple[torch.Tensor, int]:
     of COARSE_CELLS cells per side (its masses scaled up to the full totals) at the target
     eps, and that solution is extended to every cell by the optimality conditions: g on all
     targets is the soft c-transform of the coarse f (column sums b_j, the subsample standing
-    for all sources), then f_i = eps tau / (eps + tau) * (log a_i - LSE_j((g_j - C_ij) / eps))
-    (row sum = a_i exp(-f_i / tau)). The full problem then needs only the last few L-BFGS steps.
+    for all sources), then f on every source from that g (:func:`source_potential`). The full
+    problem then skips the eps ladder.
     """
     n, m = cost.shape
     if min(n, m) < 2 * COARSE_CELLS:
@@ -166,8 +166,15 @@ def _cold_start(cost, eps, tau, log_a, log_b) -> tuple[torch.Tensor, int]:
         coarse, f_s, eps, tau, log_a[rows] + scale_a, log_b[cols] + scale_b, 1e-4, 500
     )
     g = _column_potential(-cost[rows] / eps, f_s, eps, log_b - scale_a)
-    f = (log_a - _logsumexp0((g[:, None] - cost.T) / eps)) * (eps * tau / (eps + tau))
-    return f, used + more
+    return source_potential(cost, g, eps, tau, log_a), used + more
+
+
+def source_potential(cost, g, eps: float, tau: float, log_a) -> torch.Tensor:
+    """The source potential that the column potential g implies (shape (n,)): at SROT's optimum
+    row i's sum exp(f_i / eps) sum_j exp((g_j - C_ij) / eps) equals a_i exp(-f_i / tau), so
+    f_i = eps tau / (eps + tau) * (log a_i - LSE_j((g_j - C_ij) / eps)). With g from a nearby
+    problem (a coarse solve, another block of the same snapshots) it is a warm start."""
+    return (log_a - _logsumexp0((g[:, None] - cost.T) / eps)) * (eps * tau / (eps + tau))
 
 
 def solve_srot(
