@@ -37,7 +37,7 @@ def test_simulators_are_seeded_by_the_run_carry_their_truth_and_no_settings(name
     assert [len(g) for g in a.truth] == a.data.counts.tolist()
     # user data: no bundled name (so no bundled SROT settings) and no settings of its own
     assert not is_bundled(a.data.name)
-    assert set(Task.__dataclass_fields__) == {"data", "truth", "truth_source"}
+    assert set(Task.__dataclass_fields__) == {"data", "truth", "truth_source", "shape"}
     assert SIMULATORS[name] in ("separated", "reweight") and SIMULATOR in SIMULATORS
 
 
@@ -188,3 +188,57 @@ def test_simulator_calibration_table_per_kind_and_old_records():
         "| reweight | point | 1 | 0.100 | 0.500 | 1.000 |",
     ]
     assert "| gaussian_10d | point | - | 1 | 0.900 | 0.800 | 0.100 | – |" in text
+
+
+def test_gene_growth_shape_by_name_and_as_a_file():
+    """The gene data's true growth shape x2^2 / (1 + x2^2) follows the data, bundled or given
+    as its file; other data have none."""
+    from importlib import resources
+
+    from vgfm_bayes.bench.harness import _growth_shape
+    from vgfm_bayes.data import growth_shape, read_csv
+
+    shape = growth_shape("simulation_gene")
+    assert shape is growth_shape("simulation_gene_data") and growth_shape("dyngen") is None
+    np.testing.assert_allclose(shape.shape(np.array([[5.0, 0.0], [0.0, 1.0]])), [0.0, 0.5])
+    files = resources.files("vgfm_bayes.data") / "files" / "simulation_gene_data.csv"
+    with resources.as_file(files) as path:
+        task = Task(read_csv(path), shape=growth_shape(read_csv(path).name))
+    assert task.shape is shape and bench_task("simulation_gene", 0).shape is shape
+    assert bench_task("dyngen", 0).shape is None
+    # Pearson: 1 for an affine map of the shape, about 0 for noise
+    truth = np.concatenate([shape.shape(x) for x in task.data.x])
+    assert _growth_shape(task, 3.0 * truth - 1.0)["pearson"] == pytest.approx(1.0)
+    noise = np.random.default_rng(0).normal(size=truth.shape)
+    assert abs(_growth_shape(task, noise)["pearson"]) < 0.1
+
+
+def test_sampling_floor_is_zero_for_one_point_and_falls_with_cells():
+    from vgfm_bayes.metrics import sampling_floor
+
+    assert sampling_floor(np.ones((50, 2))) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(1)
+    small, large = (
+        sampling_floor(rng.normal(size=(40, 2))),
+        sampling_floor(rng.normal(size=(1000, 2))),
+    )
+    assert large < 0.5 * small and large > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        sampling_floor(np.ones((1, 2)))
+
+
+def test_accuracy_table_puts_held_out_w1_beside_the_floor_and_growth_shape():
+    runs = [_run("simulation_gene", s, w1=(0.05, 0.06)) for s in (0, 1)]
+    for ho, floor in ((1, 0.1), (2, 0.2)):
+        run = _run("simulation_gene", 0, ho, w1=(0.15, 0.3))
+        run["metrics"]["w1_floor_held_out"] = floor
+        runs.append(run)
+    runs[0]["metrics"]["growth_shape"] = {"pearson": 0.97, "truth": "x2^2 / (1 + x2^2)"}
+    runs[1]["metrics"]["growth_shape"] = {"pearson": 0.99, "truth": "x2^2 / (1 + x2^2)"}
+    text = summarise(runs)
+    assert "Held-out accuracy against the sampling floor" in text
+    # hold-out 1: W1 0.15 at a floor of 0.1; hold-out 2: 0.3 at 0.2; in-sample mean W1 0.055
+    assert "| simulation_gene | point | 1 | 0.1500 | 0.1000 | 1.50 | 0.0100 | 0.0550 |" in text
+    assert "| simulation_gene | point | 2 | 0.3000 | 0.2000 | 1.50 | 0.0200 | 0.0550 |" in text
+    assert "| simulation_gene | point | mean | 0.2250 | 0.1500 | **1.50** |" in text
+    assert "| simulation_gene | point | - | 2 | 0.980 ± 0.010 | x2^2 / (1 + x2^2) |" in text

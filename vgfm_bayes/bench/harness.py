@@ -39,8 +39,10 @@ from tqdm.auto import tqdm
 from ..data import (
     DATASETS,
     DataError,
+    GrowthShape,
     TimeCourse,
     gaussian_true_growth,
+    growth_shape,
     load_data,
     simulate,
 )
@@ -74,6 +76,7 @@ class Task:
 
     truth : true growth rate of every observed cell, one array (n_k,) per snapshot, or None.
     truth_source : what the truth is, for the tables.
+    shape : the true growth known up to an affine map (the gene data's), or None.
 
     A task carries no fit settings: every data set is fitted with the estimator's defaults
     (a bundled file's own SROT settings, generic ones for anything else, the simulators
@@ -83,6 +86,7 @@ class Task:
     data: TimeCourse
     truth: tuple[np.ndarray, ...] | None = None
     truth_source: str | None = None
+    shape: GrowthShape | None = None
 
 
 def bench_task(name: str, seed: int) -> Task:
@@ -97,7 +101,7 @@ def bench_task(name: str, seed: int) -> Task:
         # the shipped files follow data/gaussian.py's design (upper cluster 100 -> 1,000 cells)
         truth = tuple(gaussian_true_growth(x, data.times) for x in data.x)
         return Task(data, truth, "Gaussian mixture (per cluster)")
-    return Task(data)
+    return Task(data, shape=growth_shape(data.name))
 
 
 def evaluate(model, samples: int) -> dict:
@@ -148,7 +152,7 @@ def _score(job: dict) -> dict:
     import torch
 
     from ..estimator import VGFM
-    from ..metrics import growth_calibration
+    from ..metrics import growth_calibration, sampling_floor
 
     task = bench_task(job["dataset"], job["seed"])
     t = time.perf_counter()
@@ -168,12 +172,17 @@ def _score(job: dict) -> dict:
         "evaluate": evaluate_s,
         "posterior_mean": time.perf_counter() - t,
     }
-    if task.truth is not None:
+    if job["hold_out"] is not None:
+        k = job["hold_out"]
+        metrics["w1_floor_held_out"] = sampling_floor(task.data.x[k])
+    if task.truth is not None or task.shape is not None:
         params = model.posterior.draw(job["samples"])
         draws = [  # every observed cell at its own time
             model.growth_draws(x, tk, params=params)
             for x, tk in zip(task.data.x, task.data.times, strict=True)
         ]
+        metrics["growth_shape"] = _growth_shape(task, np.concatenate(draws, 1).mean(0))
+    if task.truth is not None:
         cal = growth_calibration(
             np.concatenate(draws, 1),
             np.concatenate(task.truth),
@@ -185,6 +194,16 @@ def _score(job: dict) -> dict:
     if model.device.type == "cuda":
         metrics["peak_gpu_mb"] = torch.cuda.max_memory_allocated(model.device) / 2**20
     return {**_public(job), "metrics": metrics}
+
+
+def _growth_shape(task: Task, mean: np.ndarray) -> dict:
+    """Pearson correlation of the posterior-mean growth at every observed cell with the truth
+    (the simulator's rates, or a known shape such as the gene data's x2^2 / (1 + x2^2))."""
+    if task.shape is not None:
+        truth, what = np.concatenate([task.shape.shape(x) for x in task.data.x]), task.shape.formula
+    else:
+        truth, what = np.concatenate(task.truth), task.truth_source
+    return {"pearson": float(np.corrcoef(mean, truth)[0, 1]), "truth": what, "cells": len(mean)}
 
 
 def _one(job: dict) -> dict:

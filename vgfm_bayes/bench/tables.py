@@ -176,6 +176,75 @@ def _loo(loo: dict[tuple, list[dict]], h: str) -> list[str]:
     return lines + [""]
 
 
+def _accuracy(groups: dict[tuple, list[dict]], h: str) -> list[str]:
+    """Held-out W1 beside each held-out snapshot's sampling floor, and the in-sample fit."""
+    pairs = dict.fromkeys(
+        (d, head)
+        for (d, head, ho), rs in groups.items()
+        if ho is not None and "w1_floor_held_out" in rs[0]["metrics"]
+    )
+    if not pairs:
+        return []
+    lines = [
+        f"{h} Held-out accuracy against the sampling floor",
+        "",
+        "Leave-one-out W1 and RME at the held-out time (mean over seeds) beside that snapshot's "
+        "sampling floor (W1 between two random halves of it, mean of 5 splits, computed by the "
+        "bench), their ratio, and the in-sample fit of the run without a hold-out (mean W1 / RME "
+        "over times). Mean row: mean held-out W1 / mean floor.",
+        "",
+        "| data | head | held out | W1 held out | floor | W1 / floor | RME held out "
+        "| in-sample W1 | in-sample RME |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d, head in pairs:
+        full = groups.get((d, head, None), [])
+        ins_w1 = _mean([r["metrics"]["w1_mean"] for r in full], 4) if full else "-"
+        ins_rme = _mean([r["metrics"]["rme_mean"] for r in full], 4) if full else "-"
+        w1s, floors = [], []
+        for (dd, hh, ho), rs in groups.items():
+            if (dd, hh) != (d, head) or ho is None:
+                continue
+            ms = [r["metrics"] for r in rs]
+            w1 = float(np.mean([m["w1"][ho - 1] for m in ms]))
+            floor = float(np.mean([m["w1_floor_held_out"] for m in ms]))
+            w1s.append(w1)
+            floors.append(floor)
+            lines.append(
+                f"| {d} | {head} | {ho} | {w1:.4f} | {floor:.4f} | {w1 / floor:.2f} "
+                f"| {_mean([m['rme'][ho - 1] for m in ms], 4)} | {ins_w1} | {ins_rme} |"
+            )
+        ratio = np.mean(w1s) / np.mean(floors)
+        lines.append(
+            f"| {d} | {head} | mean | {np.mean(w1s):.4f} | {np.mean(floors):.4f} "
+            f"| **{ratio:.2f}** | | {ins_w1} | {ins_rme} |"
+        )
+    return lines + [""]
+
+
+def _growth_shapes(groups: dict[tuple, list[dict]], h: str) -> list[str]:
+    rows = {k: rs for k, rs in groups.items() if "growth_shape" in rs[0]["metrics"]}
+    if not rows:
+        return []
+    lines = [
+        f"{h} Growth shape",
+        "",
+        "Pearson correlation of the posterior-mean growth at every observed cell with the true "
+        "growth (a simulator's rates, or a shape known up to an affine map), mean ± sd over "
+        "seeds.",
+        "",
+        "| data | head | held out | seeds | Pearson | truth |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (d, head, ho), rs in rows.items():
+        gs = [r["metrics"]["growth_shape"] for r in rs]
+        lines.append(
+            f"| {d} | {head} | {_ho(ho)} | {len(gs)} "
+            f"| {_mean_sd([g['pearson'] for g in gs], 3)} | {gs[0]['truth']} |"
+        )
+    return lines + [""]
+
+
 def head_records(bench: list[dict]) -> list[dict]:
     """Per-head records of bench runs, as the zoo's cards tabulate them (benchmarks/
     write_cards.py): "sim" (a simulator's growth calibration, one per kind and seed) and "loo"
@@ -333,8 +402,9 @@ def summarise(runs: list[dict], level: int = 2) -> str:
     numbers as a row; W1 per draw / pooled / of the posterior mean; wall time per phase and
     peak memory; leave-one-out (held-out W1 / RME, the 90% predictive interval of the total
     mass, whether it covers the observed mass and its relative half-width) and its summary per
-    head; and, where the true growth is known, calibration of the growth posterior at every
-    observed cell (with a table per simulator kind).
+    head, and the held-out W1 beside each held-out snapshot's sampling floor; and, where the
+    true growth is known, its correlation with the posterior-mean growth and calibration of the
+    growth posterior at every observed cell (with a table per simulator kind).
     """
     h = "#" * level
     groups = _groups(runs)
@@ -352,7 +422,8 @@ def summarise(runs: list[dict], level: int = 2) -> str:
         lines += _timing(groups, h)
     loo = {k: rs for k, rs in groups.items() if k[2] is not None}
     if loo:
-        lines += _loo(loo, h) + _loo_summary(runs, h)
+        lines += _loo(loo, h) + _loo_summary(runs, h) + _accuracy(groups, h)
+    lines += _growth_shapes(groups, h)
     cal = {k: rs for k, rs in groups.items() if "calibration" in rs[0]["metrics"]}
     if cal:
         lines += _calibration(cal, h) + _simulator_kinds(groups, h)

@@ -1,6 +1,6 @@
 """Stage 1: load and validate time-course data (CSV, AnnData), bundled data sets."""
 
-from .datasets import DATASETS, DatasetInfo, is_bundled, load, reference
+from .datasets import DATASETS, DatasetInfo, GrowthShape, growth_shape, is_bundled, load, reference
 from .gaussian import gaussian_mixture, gaussian_true_growth
 from .io import (
     anndata_times,
@@ -30,6 +30,7 @@ __all__ = [
     "DataError",
     "DatasetInfo",
     "GroundTruth",
+    "GrowthShape",
     "Scaling",
     "TimeCourse",
     "anndata_times",
@@ -37,6 +38,7 @@ __all__ = [
     "from_anndata",
     "gaussian_mixture",
     "gaussian_true_growth",
+    "growth_shape",
     "is_bundled",
     "label_number",
     "load",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+
+import numpy as np
 
 from .gaussian import gaussian_mixture
 from .io import read_csv
@@ -81,6 +84,33 @@ GAUSSIAN_PATTERN = re.compile(r"gaussian_(\d+)d")
 GENERATED_REFERENCE: dict[str, dict] = {
     "gaussian_1000d": {"w1": 3.010, "rme": 0.037},  # VGFM paper (DESIGN 5)
 }
+
+
+@dataclass(frozen=True)
+class GrowthShape:
+    """A data set's true growth rate, known up to an affine map: scored by the Pearson
+    correlation of the learned growth with ``shape(x)`` at the observed cells."""
+
+    formula: str
+    shape: Callable[[np.ndarray], np.ndarray]
+
+
+# The gene simulation's growth is proportional to x2^2 / (1 + x2^2) (DESIGN 5; WFR-FM reports
+# its learned growth's correlation with it).
+GROWTH_SHAPES: dict[str, GrowthShape] = {
+    "simulation_gene": GrowthShape(
+        "x2^2 / (1 + x2^2)", lambda x: x[:, 1] ** 2 / (1 + x[:, 1] ** 2)
+    ),
+}
+
+
+def growth_shape(name: str) -> GrowthShape | None:
+    """The known growth shape of a bundled data set, by its name or by its shipped file's name
+    (the same data given as a file, e.g. "simulation_gene_data"), else None."""
+    for key, info in DATASETS.items():
+        if name in (key, info.file.split(".")[0]) and key in GROWTH_SHAPES:
+            return GROWTH_SHAPES[key]
+    return None
 
 
 def reference(name: str) -> dict:

@@ -7,7 +7,7 @@ from .calibration import (
     mass_interval_covers,
     spearman,
 )
-from .distribution import relative_mass_error, score, w1_minibatch
+from .distribution import relative_mass_error, sampling_floor, score, w1_minibatch
 
 __all__ = [
     "crps",
@@ -15,6 +15,7 @@ __all__ = [
     "interval_coverage",
     "mass_interval_covers",
     "relative_mass_error",
+    "sampling_floor",
     "score",
     "spearman",
     "w1_minibatch",
