@@ -208,6 +208,18 @@ def solve_srot(
     -------
     SROTResult; raises SROTError if the plan has NaN or fails its checks.
     """
+    cost, log_a, log_b = _problem(x, y, eps, tau, normalize_cost, a, b)
+    n = cost.shape[0]
+    if f_init is None:
+        f, n_evals = _cold_start(cost, eps, tau, log_a, log_b)
+    else:
+        f, n_evals = _warm_start(f_init, n, cost), 0
+    f, used = _maximise_dual(cost, f, eps, tau, log_a, log_b, gtol=gtol, max_evals=max_evals)
+    return _checked(cost, f, eps, tau, log_a, log_b, n_evals + used, marginal_tol, row_tol)
+
+
+def _problem(x, y, eps, tau, normalize_cost, a, b):
+    """The (normalised) float64 cost and log masses of one problem, its inputs checked."""
     if not (eps > 0 and tau > 0):
         raise ValueError(f"SROT needs eps > 0 and tau > 0, got eps={eps}, tau={tau}")
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
@@ -220,17 +232,18 @@ def solve_srot(
     opts = dict(dtype=torch.float64, device=cost.device)
     log_a = torch.zeros(n, **opts) if a is None else torch.as_tensor(a, **opts).log()
     log_b = torch.zeros(m, **opts) if b is None else torch.as_tensor(b, **opts).log()
+    return cost, log_a, log_b
 
-    if f_init is None:
-        f, n_evals = _cold_start(cost, eps, tau, log_a, log_b)
-    else:
-        f = torch.as_tensor(f_init, **opts).clone()
-        if f.shape != (n,) or not torch.isfinite(f).all():
-            raise ValueError(f"f_init must be finite with shape ({n},), got {tuple(f.shape)}")
-        n_evals = 0
-    f, used = _maximise_dual(cost, f, eps, tau, log_a, log_b, gtol=gtol, max_evals=max_evals)
-    n_evals += used
 
+def _warm_start(f_init, n: int, cost: torch.Tensor) -> torch.Tensor:
+    f = torch.as_tensor(f_init, dtype=torch.float64, device=cost.device).clone()
+    if f.shape != (n,) or not torch.isfinite(f).all():
+        raise ValueError(f"f_init must be finite with shape ({n},), got {tuple(f.shape)}")
+    return f
+
+
+def _checked(cost, f, eps, tau, log_a, log_b, n_evals, marginal_tol, row_tol) -> SROTResult:
+    """The plan of source potential f, or SROTError when it fails the checks of solve_srot."""
     log_kernel = -cost / eps
     g = _column_potential(log_kernel, f, eps, log_b)
     plan = _plan(log_kernel, f, g, eps)
