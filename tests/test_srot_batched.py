@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 import vgfm_bayes.ot.srot_batched as sb
-from vgfm_bayes.ot import solve_srot, solve_srot_batched
+from vgfm_bayes.ot import (
+    MiniBatchPlan,
+    interval_plans,
+    member_plans,
+    solve_srot,
+    solve_srot_batched,
+)
+from vgfm_bayes.ot.members import bootstrap_cells, member_seed
 
 EPS = [0.05, 0.01, 0.02, 0.03, 0.01, 0.02]
 TAU = [1.0, 5.0, 0.5, 2.0, 10.0, 1.0]
@@ -138,3 +146,60 @@ def test_anchored_evaluations_match_full_ones():
     assert anchored.full_evals == 1
     anchored(which, (f0 + 300 * eps * torch.linspace(0, 1, 60, dtype=torch.float64))[None])
     assert anchored.full_evals == 2
+
+
+def test_member_plans_solve_each_dense_interval_once_for_all_members(tiny, monkeypatch):
+    """One batched solve per dense interval for all members; mini-batch intervals stay per
+    member, drawing their partitions in member order as before; the point head never takes
+    the batched path."""
+    calls = []
+    batched = sb.solve_srot_batched
+    import vgfm_bayes.ot.targets as targets
+
+    monkeypatch.setattr(
+        targets,
+        "solve_srot_batched",
+        lambda x, *a, **kw: calls.append(x.shape) or batched(x, *a, **kw),
+    )
+    interval_plans(tiny, 0.05, 5.0, True)
+    assert calls == []
+    # interval 0 (30 sources) dense, interval 1 (36 sources) in mini-batches of 32
+    options = dict(srot_batch=32, srot_repeats=1)
+    full = interval_plans(
+        tiny, 0.05, 5.0, True, generator=torch.Generator().manual_seed(9), **options
+    )
+    plans = member_plans(
+        tiny,
+        0.05,
+        5.0,
+        True,
+        3,
+        seed=4,
+        tau_spread=0.5,
+        full=full,
+        generator=torch.Generator().manual_seed(7),
+        **options,
+    )
+    assert calls == [(3, 30, 2)]
+    # the mini-batch intervals as one interval_plans call per member would draw them
+    gen = torch.Generator().manual_seed(7)
+    taus = 5.0 * np.exp(np.linspace(-0.5, 0.5, 3))
+    for m, member in enumerate(plans):
+        cells = bootstrap_cells(tiny.counts, np.random.default_rng(member_seed(4, m)))
+        warm = [
+            p.potential[torch.as_tensor(c)] * (taus[m] / 5.0)
+            for p, c in zip(full[:1], cells[:1], strict=True)
+        ]
+        alone = interval_plans(
+            tiny,
+            0.05,
+            float(taus[m]),
+            True,
+            cells=cells,
+            f_init=warm + [None],
+            generator=gen,
+            **options,
+        )
+        assert isinstance(member[1], MiniBatchPlan)
+        assert torch.equal(member[1].row_sums, alone[1].row_sums)
+        torch.testing.assert_close(member[0].cdf, alone[0].cdf, rtol=0, atol=1e-5)
