@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import vgfm_bayes.ot.srot_batched as sb
+import vgfm_bayes.ot.targets as targets
 from vgfm_bayes.ot import (
     MiniBatchPlan,
     interval_plans,
@@ -154,8 +155,6 @@ def test_member_plans_solve_each_dense_interval_once_for_all_members(tiny, monke
     the batched path."""
     calls = []
     batched = sb.solve_srot_batched
-    import vgfm_bayes.ot.targets as targets
-
     monkeypatch.setattr(
         targets,
         "solve_srot_batched",
