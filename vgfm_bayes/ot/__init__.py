@@ -15,6 +15,7 @@ from .members import (
 from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
 from .sinkhorn import sinkhorn_divergence
 from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
+from .srot_batched import solve_srot_batched
 from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
 from .w1 import w1_exact, w1_loss
 
@@ -39,6 +40,7 @@ __all__ = [
     "stack_member_plans",
     "sinkhorn_divergence",
     "solve_srot",
+    "solve_srot_batched",
     "solve_srot_safe",
     "squared_cost",
     "w1_exact",

@@ -27,7 +27,14 @@ import torch
 from ..data import TimeCourse
 from .interval import IntervalTargets
 from .minibatch import MiniBatchPlan
-from .targets import IntervalPlan, PairBatch, interpolant, interval_plans, sample_pairs
+from .targets import (
+    IntervalPlan,
+    PairBatch,
+    interpolant,
+    interval_plans,
+    member_interval_plans,
+    sample_pairs,
+)
 from .tune import allocate_members
 
 
@@ -106,32 +113,34 @@ def member_plans(
     common = dict(device=device, dtype=dtype, fallbacks=fallbacks, **srot_options)
     if full is None:
         full = interval_plans(data, eps, tau, normalize_cost, **common)
-    out = []
-    for m in ids:
-        if not bootstrap and taus[m] == tau and epss[m] == eps:
-            out.append(full)
-            continue
-        cells = bootstrap_cells(data.counts, np.random.default_rng(member_seed(seed, m)))
-        cells = cells if bootstrap else None
-        # at the optimum a_i exp(-f_i / tau) = r_i, so f scales with tau for similar row sums
-        warm = []
-        for k, p in enumerate(full):
-            f = getattr(p, "potential", None)
-            if f is not None and cells is not None:
-                f = f[torch.as_tensor(cells[k], device=f.device)]
-            warm.append(None if f is None else f * (taus[m] / tau))
-        out.append(
-            interval_plans(
-                data,
-                float(epss[m]),
-                float(taus[m]),
-                normalize_cost,
-                cells=cells,
-                f_init=warm,
-                **common,
-            )
-        )
-    return out
+    # members at the full data's setting without a resample have its plans; the others are
+    # solved together, interval by interval (member_interval_plans)
+    solve = [m for m in ids if bootstrap or taus[m] != tau or epss[m] != eps]
+    cells = [
+        bootstrap_cells(data.counts, np.random.default_rng(member_seed(seed, m)))
+        if bootstrap
+        else None
+        for m in solve
+    ]
+    warm = [_warm_starts(full, c, taus[m] / tau) for m, c in zip(solve, cells, strict=True)]
+    settings = [(float(epss[m]), float(taus[m])) for m in solve]
+    solved = member_interval_plans(
+        data, settings, normalize_cost, cells=cells, f_init=warm, **common
+    )
+    by_member = dict(zip(solve, solved, strict=True))
+    return [by_member.get(m, full) for m in ids]
+
+
+def _warm_starts(full, cells, scale: float) -> list[torch.Tensor | None]:
+    """The full data's source potentials restricted to a resample and rescaled to its tau: at
+    the optimum a_i exp(-f_i / tau) = r_i, so f scales with tau for similar row sums."""
+    warm = []
+    for k, p in enumerate(full):
+        f = getattr(p, "potential", None)
+        if f is not None and cells is not None:
+            f = f[torch.as_tensor(cells[k], device=f.device)]
+        warm.append(None if f is None else f * scale)
+    return warm
 
 
 @dataclass(frozen=True)

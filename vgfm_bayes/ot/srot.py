@@ -215,6 +215,19 @@ def solve_srot(
     -------
     SROTResult; raises SROTError if the plan has NaN or fails its checks.
     """
+    cost, log_a, log_b = _problem(x, y, eps, tau, normalize_cost, a, b)
+    n = cost.shape[0]
+    if f_init is None:
+        f, n_evals = _cold_start(cost, eps, tau, log_a, log_b)
+    else:
+        f, n_evals = _warm_start(f_init, n, cost), 0
+    f, used = _maximise_dual(cost, f, eps, tau, log_a, log_b, gtol=gtol, max_evals=max_evals)
+    args = (f, eps, tau, log_a, log_b, n_evals + used, marginal_tol, row_tol)
+    return _checked(-cost / eps, *args)
+
+
+def _problem(x, y, eps, tau, normalize_cost, a, b):
+    """The (normalised) float64 cost and log masses of one problem, its inputs checked."""
     if not (eps > 0 and tau > 0):
         raise ValueError(f"SROT needs eps > 0 and tau > 0, got eps={eps}, tau={tau}")
     x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
@@ -223,29 +236,40 @@ def solve_srot(
         raise SROTError("SROT input has NaN/inf coordinates; no plan can be computed")
     cost = squared_cost(x64, y64)
     if normalize_cost:
-        cost = cost / cost.max().clamp_min(torch.finfo(torch.float64).tiny)
+        cost = cost.div_(cost.max().clamp_min(torch.finfo(torch.float64).tiny))
     opts = dict(dtype=torch.float64, device=cost.device)
     log_a = torch.zeros(n, **opts) if a is None else torch.as_tensor(a, **opts).log()
     log_b = torch.zeros(m, **opts) if b is None else torch.as_tensor(b, **opts).log()
+    return cost, log_a, log_b
 
-    if f_init is None:
-        f, n_evals = _cold_start(cost, eps, tau, log_a, log_b)
-    else:
-        f = torch.as_tensor(f_init, **opts).clone()
-        if f.shape != (n,) or not torch.isfinite(f).all():
-            raise ValueError(f"f_init must be finite with shape ({n},), got {tuple(f.shape)}")
-        n_evals = 0
-    f, used = _maximise_dual(cost, f, eps, tau, log_a, log_b, gtol=gtol, max_evals=max_evals)
-    n_evals += used
 
-    log_kernel = -cost / eps
-    g = _column_potential(log_kernel, f, eps, log_b)
-    plan = _plan(log_kernel, f, g, eps)
+def _warm_start(f_init, n: int, cost: torch.Tensor) -> torch.Tensor:
+    f = torch.as_tensor(f_init, dtype=torch.float64, device=cost.device).clone()
+    if f.shape != (n,) or not torch.isfinite(f).all():
+        raise ValueError(f"f_init must be finite with shape ({n},), got {tuple(f.shape)}")
+    return f
+
+
+def _checked(
+    log_kernel, f, eps, tau, log_a, log_b, n_evals, marginal_tol, row_tol, out=None
+) -> SROTResult:
+    """The plan of source potential f, or SROTError when it fails the checks of solve_srot.
+
+    g and the plan are _column_potential's and _plan's values, computed in place in the one
+    n x m array that becomes the plan: ``out`` if given, else a fresh one (each fresh array
+    costs its page faults).
+    """
+    fe = (f / eps)[:, None]
+    z = torch.add(log_kernel, fe, out=out)
+    top = torch.amax(z, 0)
+    g = eps * (log_b - (top + z.sub_(top).clamp_(min=_LOG_FLOOR).exp_().sum(0).log()))
+    plan = torch.add(log_kernel, fe, out=z).add_((g / eps)[None, :]).clamp_(min=-745.0).exp_()
     b_vec = log_b.exp()
     col_err = torch.max(torch.abs(plan.sum(0) - b_vec) / b_vec).item()
     rows = plan.sum(1)
     row_err = torch.max(torch.abs(rows - log_a.exp() * torch.exp(-f / tau)) / rows).item()
-    if not torch.isfinite(plan).all() or not (math.isfinite(col_err) and math.isfinite(row_err)):
+    # entries are exp() >= 0 or NaN, so finite row sums mean a finite plan (one pass fewer)
+    if not torch.isfinite(rows).all() or not (math.isfinite(col_err) and math.isfinite(row_err)):
         raise SROTError(f"SROT plan has NaN/inf (eps={eps}, tau={tau}); try a larger eps")
     if col_err > marginal_tol or row_err > row_tol:
         raise SROTError(

@@ -10,8 +10,9 @@ import torch
 
 from ..data import TimeCourse
 from .interval import IntervalTargets
-from .minibatch import MiniBatchPlan, choose_srot_batch, minibatch_srot
+from .minibatch import MiniBatchPlan, choose_srot_batch, dense_bytes, minibatch_srot
 from .srot import solve_srot_safe
+from .srot_batched import solve_srot_batched
 
 
 @dataclass(frozen=True)
@@ -103,51 +104,173 @@ def interval_plans(
     f_init : optional per-interval source potentials to warm-start SROT from (None entries:
         cold start); see :func:`solve_srot`.
     """
-    xs = [data.x[k] if cells is None else data.x[k][cells[k]] for k in range(data.n_times)]
-    plans = []
-    for k in range(data.n_times - 1):
-        x0 = torch.tensor(xs[k], dtype=torch.float64, device=device)
-        x1 = torch.tensor(xs[k + 1], dtype=torch.float64, device=device)
-        batch = choose_srot_batch(len(xs[k]), len(xs[k + 1]), srot_batch, memory_mb)
-        if batch is not None:
-            plans.append(
-                minibatch_srot(
-                    x0,
-                    x1,
-                    eps,
-                    tau,
-                    float(data.masses[k + 1] / data.masses[k]),
-                    batch,
-                    normalize_cost=normalize_cost,
-                    repeats=srot_repeats,
-                    generator=generator,
-                    t0=float(data.times[k]),
-                    t1=float(data.times[k + 1]),
-                    dtype=dtype,
-                )
-            )
+    plans = member_interval_plans(
+        data,
+        [(eps, tau)],
+        normalize_cost,
+        cells=[cells],
+        f_init=[f_init],
+        batched=False,
+        device=device,
+        dtype=dtype,
+        fallbacks=fallbacks,
+        srot_batch=srot_batch,
+        srot_repeats=srot_repeats,
+        memory_mb=memory_mb,
+        generator=generator,
+    )
+    return plans[0]
+
+
+def member_interval_plans(
+    data: TimeCourse,
+    settings: Sequence[tuple[float, float]],
+    normalize_cost: bool,
+    *,
+    cells: Sequence[list[np.ndarray] | None],
+    f_init: Sequence[Sequence[torch.Tensor | None] | None],
+    batched: bool = True,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    fallbacks: list[dict] | None = None,
+    srot_batch: int | None = None,
+    srot_repeats: int = 1,
+    memory_mb: float = 2048.0,
+    generator: torch.Generator | None = None,
+) -> list[list[IntervalPlan | MiniBatchPlan]]:
+    """:func:`interval_plans` for several sets of problems at once (ensemble members).
+
+    Member i solves at ``settings[i]`` = (eps, tau) on its resample ``cells[i]`` (None: all
+    cells) from its warm starts ``f_init[i]`` (None: cold). With ``batched``, every interval
+    whose plans are dense and whose members' snapshots agree in size (bootstrap resamples keep
+    every snapshot's size) is solved for all members in one :func:`solve_srot_batched` call
+    (in groups of as many members as ``memory_mb`` holds); other intervals are solved member by
+    member, as interval_plans does. Plans, fallback records and the mini-batch partitions'
+    draws from ``generator`` come in member-major order, as from one interval_plans call per
+    member. A member's batched plans do not depend on the other members (srot_batched.py).
+
+    Returns
+    -------
+    list (one per member) of lists (one per interval) of IntervalPlan or MiniBatchPlan.
+    """
+    xs = [[data.x[k] if c is None else data.x[k][c[k]] for k in range(data.n_times)] for c in cells]
+    batch_solved = {}  # (member, interval) -> (IntervalPlan, fallback record)
+    for k in range(data.n_times - 1) if batched else ():
+        sizes = {(len(x[k]), len(x[k + 1])) for x in xs}
+        if len(sizes) != 1 or choose_srot_batch(*min(sizes), srot_batch, memory_mb) is not None:
             continue
-        ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
-        b = torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
-        label = f"SROT interval {k} (t={data.times[k]:g} -> {data.times[k + 1]:g})"
-        warm = None if f_init is None else f_init[k]
-        res, fallback = solve_srot_safe(
-            x0, x1, eps, tau, label=label, normalize_cost=normalize_cost, b=b, f_init=warm
-        )
-        if fallback is not None and fallbacks is not None:
-            fallbacks.append({"interval": k, **fallback})
-        plans.append(
-            IntervalPlan(
-                t0=float(data.times[k]),
-                t1=float(data.times[k + 1]),
-                x0=x0.to(dtype),
-                x1=x1.to(dtype),
-                row_sums=res.row_sums,
-                cdf=res.plan.reshape(-1).cumsum(0),
-                potential=res.f,
+        group = max(1, int(memory_mb * 2**20 // dense_bytes(*min(sizes))))
+        for lo in range(0, len(xs), group):
+            ids = range(lo, min(lo + group, len(xs)))
+            x0 = [_cells(xs[i][k], device) for i in ids]
+            x1 = [_cells(xs[i][k + 1], device) for i in ids]
+            records = []
+            results = solve_srot_batched(
+                torch.stack(x0),
+                torch.stack(x1),
+                [settings[i][0] for i in ids],
+                [settings[i][1] for i in ids],
+                normalize_cost=normalize_cost,
+                b=torch.stack([_target_masses(data, k, xs[i], device) for i in ids]),
+                f_init=[None if f_init[i] is None else f_init[i][k] for i in ids],
+                labels=[_label(data, k)] * len(ids),
+                fallbacks=records,
             )
+            record = {r.pop("problem"): r for r in records}
+            for j, i in enumerate(ids):
+                plan = _dense_plan(data, k, x0[j], x1[j], results[j], dtype)
+                batch_solved[i, k] = plan, record.get(j)
+    alone = dict(normalize_cost=normalize_cost, device=device, dtype=dtype, srot_batch=srot_batch)
+    alone.update(repeats=srot_repeats, memory_mb=memory_mb, generator=generator)
+    out = []
+    for i, (eps, tau) in enumerate(settings):
+        plans = []
+        for k in range(data.n_times - 1):
+            if (i, k) in batch_solved:
+                plan, fallback = batch_solved.pop((i, k))
+            else:
+                warm = None if f_init[i] is None else f_init[i][k]
+                plan, fallback = _interval_plan(data, k, xs[i], eps, tau, warm, **alone)
+            if fallback is not None and fallbacks is not None:
+                fallbacks.append({"interval": k, **fallback})
+            plans.append(plan)
+        out.append(plans)
+    return out
+
+
+def _cells(x: np.ndarray, device) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _target_masses(data: TimeCourse, k: int, xs: list[np.ndarray], device) -> torch.Tensor:
+    """b_j = (M_{k+1} / M_k) * n_k / n_{k+1} on every target cell of interval k."""
+    ratio = data.masses[k + 1] / data.masses[k] * len(xs[k]) / len(xs[k + 1])
+    return torch.full((len(xs[k + 1]),), ratio, dtype=torch.float64, device=device)
+
+
+def _label(data: TimeCourse, k: int) -> str:
+    return f"SROT interval {k} (t={data.times[k]:g} -> {data.times[k + 1]:g})"
+
+
+def _dense_plan(data, k, x0, x1, res, dtype) -> IntervalPlan:
+    """Interval k's IntervalPlan from its checked SROT result."""
+    return IntervalPlan(
+        t0=float(data.times[k]),
+        t1=float(data.times[k + 1]),
+        x0=x0.to(dtype),
+        x1=x1.to(dtype),
+        row_sums=res.row_sums,
+        cdf=res.plan.reshape(-1).cumsum(0),
+        potential=res.f,
+    )
+
+
+def _interval_plan(
+    data,
+    k,
+    xs,
+    eps,
+    tau,
+    f_init,
+    *,
+    normalize_cost,
+    device,
+    dtype,
+    srot_batch,
+    repeats,
+    memory_mb,
+    generator,
+):
+    """One interval's plan solved alone (dense or mini-batch) and its fallback record."""
+    x0, x1 = _cells(xs[k], device), _cells(xs[k + 1], device)
+    batch = choose_srot_batch(len(xs[k]), len(xs[k + 1]), srot_batch, memory_mb)
+    if batch is not None:
+        plan = minibatch_srot(
+            x0,
+            x1,
+            eps,
+            tau,
+            float(data.masses[k + 1] / data.masses[k]),
+            batch,
+            normalize_cost=normalize_cost,
+            repeats=repeats,
+            generator=generator,
+            t0=float(data.times[k]),
+            t1=float(data.times[k + 1]),
+            dtype=dtype,
         )
-    return plans
+        return plan, None
+    res, fallback = solve_srot_safe(
+        x0,
+        x1,
+        eps,
+        tau,
+        label=_label(data, k),
+        normalize_cost=normalize_cost,
+        b=_target_masses(data, k, xs, device),
+        f_init=f_init,
+    )
+    return _dense_plan(data, k, x0, x1, res, dtype), fallback
 
 
 def interpolant(xi, yj, s, noise, t0: float, dt: float):

@@ -1,0 +1,204 @@
+"""K SROT problems solved at once (ot/srot_batched.py): the per-member plans, members
+independent of their batch, the safe-mode fallback, and its use by the ensemble's plans."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+import vgfm_bayes.ot.srot_batched as sb
+import vgfm_bayes.ot.targets as targets
+from vgfm_bayes.ot import (
+    MiniBatchPlan,
+    interval_plans,
+    member_plans,
+    solve_srot,
+    solve_srot_batched,
+)
+from vgfm_bayes.ot.members import bootstrap_cells, member_seed
+
+EPS = [0.05, 0.01, 0.02, 0.03, 0.01, 0.02]
+TAU = [1.0, 5.0, 0.5, 2.0, 10.0, 1.0]
+
+
+def _problems(k=6, n=60, m=70, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(k, n, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(k, m, 2, generator=gen, dtype=torch.float64) + 0.4
+    b = torch.rand(k, m, generator=gen, dtype=torch.float64) + 0.5
+    return x, y, b
+
+
+def _assert_same_results(got, want):
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g.plan, w.plan) and torch.equal(g.f, w.f) and g.n_evals == w.n_evals
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_batched_plans_match_per_member_solves(warm):
+    """Mixed eps / tau per member, cold (eps annealing) and warm starts (a nearby problem's
+    potential: 1.25 tau, rescaled, as the ensemble's members get). Tolerance: at gtol 1e-8 both
+    solvers stop on |r_i - a_i exp(-f_i / tau)| <= 1e-8, but solve_srot's strong-Wolfe search
+    can stop earlier on a zero step; on these problems its plan is up to 6e-7 from a gtol-1e-12
+    solve, the batched one within 3e-9, hence atol 1e-6 on entries of size up to 1 (and rtol
+    1e-5 on row sums of size ~1)."""
+    x, y, b = _problems()
+    opts = dict(normalize_cost=True, gtol=1e-8)
+    near = [solve_srot(x[k], y[k], EPS[k], 1.25 * TAU[k], b=b[k]).f / 1.25 for k in range(6)]
+    start = near if warm else [None] * 6
+    ref = [
+        solve_srot(x[k], y[k], EPS[k], TAU[k], b=b[k], f_init=start[k], **opts) for k in range(6)
+    ]
+    got = solve_srot_batched(x, y, EPS, TAU, b=b, f_init=start, **opts)
+    for k, (r, g) in enumerate(zip(ref, got, strict=True)):
+        torch.testing.assert_close(g.plan, r.plan, rtol=0, atol=1e-6)
+        torch.testing.assert_close(g.row_sums, r.row_sums, rtol=1e-5, atol=0)
+        # solve_srot's own checks, passed
+        assert torch.isfinite(g.plan).all() and g.marginal_error <= 1e-6 and g.row_residual <= 1e-3
+        torch.testing.assert_close(g.plan.sum(0), b[k], rtol=1e-6, atol=0)  # hard marginal
+    # the backtracking search needs no more evaluations than torch's strong-Wolfe one
+    assert sum(g.n_evals for g in got) <= 1.1 * sum(r.n_evals for r in ref)
+
+
+def test_members_do_not_depend_on_their_batch():
+    """Member k's result is bitwise the same alone, in any subset, in any order: a batch that
+    coupled or mixed up the members (a shared line search or history, a wrong index after a
+    member stops) fails this."""
+    x, y, b = _problems()
+    eps, tau = torch.tensor(EPS), torch.tensor(TAU)
+    opts = dict(normalize_cost=True, gtol=1e-7)
+    every = solve_srot_batched(x, y, eps, tau, b=b, **opts)
+    perm = [4, 1, 5, 0, 3, 2]
+    shuffled = solve_srot_batched(x[perm], y[perm], eps[perm], tau[perm], b=b[perm], **opts)
+    _assert_same_results(shuffled, [every[k] for k in perm])
+    part = [5, 1, 2]
+    _assert_same_results(
+        solve_srot_batched(x[part], y[part], eps[part], tau[part], b=b[part], **opts),
+        [every[k] for k in part],
+    )
+    alone = solve_srot_batched(x[4:5], y[4:5], eps[4:5], tau[4:5], b=b[4:5], **opts)
+    _assert_same_results(alone, [every[4]])
+    # the members stop at different evaluations (so stopped members left the batch midway)
+    assert len({r.n_evals for r in every}) > 2
+
+
+def test_a_member_failing_its_checks_falls_back_alone(monkeypatch, caplog):
+    """Member 0 starts at its optimum (converges at once); member 1 starts far off with a
+    budget of 3 evaluations and fails its checks in the batch: it alone is solved again by
+    solve_srot_safe, whose ladder records the fallback."""
+    x, y, b = _problems(k=2)
+    f_opt = solve_srot(x[0], y[0], EPS[0], TAU[0], b=b[0], normalize_cost=True, gtol=1e-9).f
+    calls = []
+    safe = sb.solve_srot_safe
+    monkeypatch.setattr(sb, "solve_srot_safe", lambda *a, **kw: calls.append(kw) or safe(*a, **kw))
+    records: list[dict] = []
+    with caplog.at_level(logging.INFO, logger="vgfm_bayes.ot"):
+        got = solve_srot_batched(
+            x,
+            y,
+            EPS[:2],
+            TAU[:2],
+            b=b,
+            normalize_cost=True,
+            max_evals=3,
+            f_init=[f_opt, torch.zeros(60, dtype=torch.float64)],
+            labels=["member 0", "member 1"],
+            fallbacks=records,
+        )
+    assert [c["label"] for c in calls] == ["member 1"]
+    assert got[0].n_evals == 1  # the batched result, unchanged
+    (record,) = records
+    assert record["problem"] == 1 and record["label"] == "member 1"
+    assert "did not converge" in record["reason"] and record["max_evals"] == 15
+    assert (
+        "batched solve failed its checks" in caplog.text and "retrying in safe mode" in caplog.text
+    )
+    for g, k in zip(got, range(2), strict=True):
+        assert torch.isfinite(g.plan).all()
+        torch.testing.assert_close(g.plan.sum(0), b[k], rtol=1e-6, atol=0)
+
+
+def test_anchored_evaluations_match_full_ones():
+    """_Duals' anchored evaluation (two matrix-vector products) gives the full evaluation's
+    dual and gradient, and re-anchors once the potential has moved too far."""
+    x, y, b = _problems(k=1)
+    cost = torch.cdist(x[0], y[0]).square()
+    cost = cost / cost.max()
+    eps, tau = 0.01, 2.0
+    zeros = torch.zeros(60, dtype=torch.float64)
+
+    def duals():
+        return sb._Duals([-cost / eps], [eps], [tau], [zeros], [b[0].log()])
+
+    which = torch.tensor([0])
+    anchored = duals()
+    f0 = solve_srot(x[0], y[0], eps, tau, b=b[0], normalize_cost=True).f
+    anchored(which, f0[None])
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1.0, 30.0):  # a spread of about 4 and 120 eps since the anchor
+        f = f0 + scale * eps * torch.rand(60, generator=gen, dtype=torch.float64)
+        loss, grad = anchored(which, f[None])
+        ref_loss, ref_grad = duals()(which, f[None])
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-13, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-12)
+    assert anchored.full_evals == 1
+    anchored(which, (f0 + 300 * eps * torch.linspace(0, 1, 60, dtype=torch.float64))[None])
+    assert anchored.full_evals == 2
+
+
+def test_member_plans_solve_each_dense_interval_once_for_all_members(tiny, monkeypatch):
+    """One batched solve per dense interval for all members; mini-batch intervals stay per
+    member, drawing their partitions in member order as before; the point head never takes
+    the batched path."""
+    calls = []
+    batched = sb.solve_srot_batched
+    monkeypatch.setattr(
+        targets,
+        "solve_srot_batched",
+        lambda x, *a, **kw: calls.append(x.shape) or batched(x, *a, **kw),
+    )
+    interval_plans(tiny, 0.05, 5.0, True)
+    assert calls == []
+    # interval 0 (30 sources) dense, interval 1 (36 sources) in mini-batches of 32
+    options = dict(srot_batch=32, srot_repeats=1)
+    full = interval_plans(
+        tiny, 0.05, 5.0, True, generator=torch.Generator().manual_seed(9), **options
+    )
+    plans = member_plans(
+        tiny,
+        0.05,
+        5.0,
+        True,
+        3,
+        seed=4,
+        tau_spread=0.5,
+        full=full,
+        generator=torch.Generator().manual_seed(7),
+        **options,
+    )
+    assert calls == [(3, 30, 2)]
+    # the mini-batch intervals as one interval_plans call per member would draw them
+    gen = torch.Generator().manual_seed(7)
+    taus = 5.0 * np.exp(np.linspace(-0.5, 0.5, 3))
+    for m, member in enumerate(plans):
+        cells = bootstrap_cells(tiny.counts, np.random.default_rng(member_seed(4, m)))
+        warm = [
+            p.potential[torch.as_tensor(c)] * (taus[m] / 5.0)
+            for p, c in zip(full[:1], cells[:1], strict=True)
+        ]
+        alone = interval_plans(
+            tiny,
+            0.05,
+            float(taus[m]),
+            True,
+            cells=cells,
+            f_init=warm + [None],
+            generator=gen,
+            **options,
+        )
+        assert isinstance(member[1], MiniBatchPlan)
+        assert torch.equal(member[1].row_sums, alone[1].row_sums)
+        torch.testing.assert_close(member[0].cdf, alone[0].cdf, rtol=0, atol=1e-5)
