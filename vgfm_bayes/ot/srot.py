@@ -80,10 +80,6 @@ def _column_potential(log_kernel: torch.Tensor, f: torch.Tensor, eps: float, log
     return eps * (log_b - _logsumexp0(log_kernel + (f / eps)[:, None]))
 
 
-def _plan(log_kernel, f, g, eps) -> torch.Tensor:
-    return torch.exp((log_kernel + (f / eps)[:, None] + (g / eps)[None, :]).clamp_min(-745.0))
-
-
 def _maximise_dual(
     cost: torch.Tensor,
     f: torch.Tensor,
@@ -255,9 +251,9 @@ def _checked(
 ) -> SROTResult:
     """The plan of source potential f, or SROTError when it fails the checks of solve_srot.
 
-    g and the plan are _column_potential's and _plan's values, computed in place in the one
-    n x m array that becomes the plan: ``out`` if given, else a fresh one (each fresh array
-    costs its page faults).
+    g is _column_potential's value and the plan exp(log_kernel + (f_i + g_j) / eps), both
+    computed in place in the one n x m array that becomes the plan: ``out`` if given, else
+    a fresh one (each fresh array costs its page faults).
     """
     fe = (f / eps)[:, None]
     z = torch.add(log_kernel, fe, out=out)
