@@ -252,6 +252,7 @@ def train_fit(
             guide,
             members.sampler(prepared.plans, c.batch_size, c.sigma, post_gens),
             _component_samplers(c, head, settings, prepared, post_gens, device, srot_options),
+            fit_loss,
         )
     if post is not None:  # the head's post-fit posterior (e.g. last_layer's Laplace)
         fitted.fit_info["posterior_fit"] = post

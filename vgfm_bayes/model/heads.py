@@ -35,8 +35,8 @@ from torch.distributions import biject_to, transform_to
 
 from ..nn import Fields
 from ..ot import member_seed
-from .laplace import LaplaceGuide, set_mixture
-from .vgfm import Block, Prior, VGFMModel
+from .laplace import LaplaceGuide, condition_on_snapshots, set_mixture
+from .vgfm import Block, Prior, VGFMModel, vgfm_sigmas
 
 
 class _FastPositive(torch.distributions.constraints._GreaterThan):
@@ -103,13 +103,14 @@ class Head:
         """AutoDelta started at the network's initial weights (flat priors cannot be sampled)."""
         return AutoDelta(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
 
-    def finalize(self, model: VGFMModel, guide, sample, settings=None) -> dict | None:
+    def finalize(self, model: VGFMModel, guide, sample, settings=None, fit=None) -> dict | None:
         """Post-fit step once training has finished (not after an interrupted phase).
 
         sample : zero-argument callable returning one regression batch of the trained setting.
         settings : for heads with ``mixture_components``: [(weight, sampler or None), ...], one
             per component (bootstrap resample x SROT setting; None: the trained plans, i.e.
             ``sample``), or None.
+        fit : the joint phase's DistributionFit (None without joint steps).
         Returns a JSON-able record for the run's resolved settings, or None (nothing to do).
         """
         return None
@@ -166,6 +167,9 @@ class LastLayerHead(Head):
     deterministic: bool = False
     laplace_batches: int = 32
     mixture_components: int = 10
+    # multiply the posterior by the distribution-fit factor's Gauss-Newton approximation
+    # (model/snapshot_information.py): draws then keep the snapshots fitted as the MAP does
+    snapshot_conditioning: bool = True
     # the last layers' prior while training: False = flat, so the fit is the point head's own
     # (maximum likelihood) and the Gaussian's prior precision comes from the evidence alone;
     # True = Normal(0, prior_scale / sqrt(fan_in)) (a fixed weight decay that, against the
@@ -183,7 +187,7 @@ class LastLayerHead(Head):
         """AutoDelta (MAP) over every site, carrying the last layers' Gaussian buffers."""
         return LaplaceGuide(model, init_loc_fn=init_to_value(values=model.initial_values(init)))
 
-    def finalize(self, model: VGFMModel, guide, sample, settings=None) -> dict:
+    def finalize(self, model: VGFMModel, guide, sample, settings=None, fit=None) -> dict:
         """The Gaussian posterior, mixed over ``settings``' components: component s is the same
         Gaussian shifted by the change of the last layers' regression solution between the
         trained plans' targets and component s's (a bootstrap resample of the cells, its SROT
@@ -199,6 +203,8 @@ class LastLayerHead(Head):
             ]
             set_mixture(guide, batches, components)
             record["mixture_components"] = len(components)
+        if fit is not None and self.snapshot_conditioning:
+            record.update(condition_on_snapshots(guide, fit, vgfm_sigmas(model.fields.dim)))
         return record
 
 

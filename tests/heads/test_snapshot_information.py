@@ -1,0 +1,151 @@
+"""The snapshots' factor information about the last layers, against finite differences, and the
+Gaussian algebra of conditioning the last_layer posterior on it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from tests.heads.test_laplace import _batches
+from vgfm_bayes.model.dynamics import simulate
+from vgfm_bayes.model.laplace import LastLayerLaplace, coefficients
+from vgfm_bayes.model.snapshot_information import factor_information, parameter_count
+from vgfm_bayes.nn import Fields
+
+TIMES = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+STEP = 0.1
+
+
+def _setup():
+    fields = Fields.build(2, 0.0, 1.0, (8, 8), (6,))
+    params = fields.init((), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    gen = torch.Generator().manual_seed(2)
+    x0 = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    snaps = [torch.randn(30, 2, generator=gen, dtype=torch.float64) + k for k in (1, 2)]
+    coefs = {n: coefficients(fields, params, n) for n in ("v", "g")}
+    return fields, params, coefs, x0, snaps
+
+
+def _with(fields, params, flat):
+    """params with the last layers set from the flat coefficients (v_0, v_1, g)."""
+    out, start = dict(params), 0
+    for net, spec in (("v", fields.velocity), ("g", fields.growth)):
+        o, p = spec.out_dim, spec.sizes[-2] + 1
+        c = flat[start : start + o * p].reshape(o, p)
+        start += o * p
+        w, b = spec.last_layer(f"{net}.")
+        out[w], out[b] = c[:, :-1].T.contiguous(), c[:, -1].contiguous()
+    return out
+
+
+def test_information_matches_finite_differences_of_the_simulation():
+    fields, params, coefs, x0, snaps = _setup()
+    n_par = parameter_count(fields)
+    assert n_par == 2 * 9 + 7
+    flat = torch.cat([coefs["v"].flatten(), coefs["g"].flatten()])
+    delta = torch.randn(n_par, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    info = factor_information(
+        fields,
+        params,
+        coefs,
+        x0,
+        snaps,
+        TIMES,
+        torch.zeros(3, dtype=torch.float64),
+        lambda_ot=0.0,
+        lambda_mass=0.5,
+        step_size=STEP,
+        n_particles=40,
+    )
+
+    def run(f):
+        lw0 = torch.full((40,), -math.log(40), dtype=torch.float64)
+        return simulate(fields, _with(fields, params, f), x0, lw0, TIMES, STEP)
+
+    eps = 1e-5
+    (xa, la), (xb, lb) = run(flat + eps * delta), run(flat - eps * delta)
+    dx, dl = (xa - xb) / (2 * eps), (la - lb) / (2 * eps)
+    x_mid, l_mid = run(flat)
+    a = torch.softmax(l_mid, dim=-1)  # (T, N) the particles' weights at each time
+    want_disp = sum(float((a[k] * dx[k].square().sum(-1)).sum()) for k in (1, 2))
+    got_disp = float(delta @ info["displacement"] @ delta)
+    np.testing.assert_allclose(got_disp, want_disp, rtol=1e-5)
+    # lambda_ot = 0: H is the mass term's Gauss-Newton 2 * 0.5 * sum_k r_k r_k^T
+    dlogm = [float((a[k] * dl[k]).sum()) for k in (1, 2)]
+    got_mass = float(delta @ info["H"] @ delta)
+    np.testing.assert_allclose(got_mass, sum(d * d for d in dlogm), rtol=1e-5)
+    # the W1 part: lambda_ot / W1_k times each snapshot's displacement Gram
+    with_ot = factor_information(
+        fields,
+        params,
+        coefs,
+        x0,
+        snaps,
+        TIMES,
+        torch.zeros(3, dtype=torch.float64),
+        lambda_ot=1.0,
+        lambda_mass=0.0,
+        step_size=STEP,
+        n_particles=40,
+    )
+    assert np.all(with_ot["w1"] > 0)
+    per_time = [float((a[k] * dx[k].square().sum(-1)).sum()) for k in (1, 2)]
+    want = sum(p / w for p, w in zip(per_time, with_ot["w1"], strict=True))
+    np.testing.assert_allclose(float(delta @ with_ot["H"] @ delta), want, rtol=1e-5)
+
+
+def test_conditioning_is_the_product_of_gaussians():
+    fields = Fields.build(2, 0.0, 2.0, (5,), (4,))
+    params = fields.init((), generator=torch.Generator().manual_seed(3))
+    lap = LastLayerLaplace(fields)
+    lap.fit(params, _batches(3, 20, seed=1), 150.0)
+    n_par = parameter_count(fields)
+    gen = torch.Generator().manual_seed(4)
+    shifts = {
+        "v": torch.randn(2, 2, 6, generator=gen) * 0.1,
+        "g": torch.randn(2, 1, 5, generator=gen) * 0.1,
+    }
+    lap.set_mixture(torch.tensor([0.5, 0.5]), shifts)
+    cov_a = torch.block_diag(
+        *[t.double() @ t.double().T for n in ("v", "g") for t in getattr(lap, f"{n}_scale_tril")]
+    )
+    delta = lap._flat_offsets().double()
+    m = torch.randn(n_par, n_par, generator=gen, dtype=torch.float64)
+    info = m @ m.T * 10.0
+    record = lap.condition_on_snapshots(info)
+    prec = torch.linalg.inv(cov_a) + info
+    want_cov = torch.linalg.inv(prec)
+    got_cov = lap.joint_scale_tril.double() @ lap.joint_scale_tril.double().T
+    np.testing.assert_allclose(got_cov.numpy(), want_cov.numpy(), rtol=1e-3, atol=1e-7)
+    want_shift = (want_cov @ torch.linalg.inv(cov_a) @ delta.T).T
+    np.testing.assert_allclose(
+        lap._flat_offsets().double().numpy(), want_shift.numpy(), rtol=1e-3, atol=1e-6
+    )
+    assert record["shift_length_after"] < record["shift_length_before"]
+    assert record["snapshot_sd_ratio_mean"] < 1.0
+    # draws follow the joint Gaussian around each component's mean
+    torch.manual_seed(0)
+    draws = lap.draw(params, 4000)
+    flat = torch.cat([coefficients(fields, draws, n).flatten(1) for n in ("v", "g")], 1).double()
+    base = torch.cat([coefficients(fields, params, n).flatten() for n in ("v", "g")]).double()
+    centred = flat[:2000] - base - lap._flat_offsets()[0].double()
+    sd = want_cov.diagonal().sqrt()
+    assert torch.all(centred.mean(0).abs() < 0.15 * sd)
+    np.testing.assert_allclose(centred.std(0).numpy(), sd.numpy(), rtol=0.1)
+
+
+def test_zero_information_changes_nothing():
+    fields = Fields.build(2, 0.0, 2.0, (5,), (4,))
+    params = fields.init((), generator=torch.Generator().manual_seed(3))
+    lap = LastLayerLaplace(fields)
+    lap.fit(params, _batches(3, 20, seed=1), 150.0)
+    before = lap._flat_offsets().clone()
+    lap.condition_on_snapshots(torch.zeros(parameter_count(fields), parameter_count(fields)))
+    assert torch.allclose(lap._flat_offsets(), before)
+    cov_a = torch.block_diag(
+        *[t.double() @ t.double().T for n in ("v", "g") for t in getattr(lap, f"{n}_scale_tril")]
+    )
+    got = lap.joint_scale_tril.double() @ lap.joint_scale_tril.double().T
+    np.testing.assert_allclose(got.numpy(), cov_a.numpy(), rtol=1e-3, atol=1e-7)
