@@ -11,7 +11,11 @@ import torch
 from tests.heads.test_laplace import _batches
 from vgfm_bayes.model.dynamics import simulate
 from vgfm_bayes.model.laplace import LastLayerLaplace, coefficients
-from vgfm_bayes.model.snapshot_information import factor_information, parameter_count
+from vgfm_bayes.model.snapshot_information import (
+    factor_information,
+    parameter_count,
+    reweighting_metric,
+)
 from vgfm_bayes.nn import Fields
 
 TIMES = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
@@ -76,7 +80,7 @@ def test_information_matches_finite_differences_of_the_simulation():
     dlogm = [float((a[k] * dl[k]).sum()) for k in (1, 2)]
     got_mass = float(delta @ info["H"] @ delta)
     np.testing.assert_allclose(got_mass, sum(d * d for d in dlogm), rtol=1e-5)
-    # the W1 part: lambda_ot / W1_k times each snapshot's displacement Gram
+    # the W1 part: lambda_ot / W1_k times each snapshot's displacement and reweighting
     with_ot = factor_information(
         fields,
         params,
@@ -91,7 +95,11 @@ def test_information_matches_finite_differences_of_the_simulation():
         n_particles=40,
     )
     assert np.all(with_ot["w1"] > 0)
-    per_time = [float((a[k] * dx[k].square().sum(-1)).sum()) for k in (1, 2)]
+    per_time = []
+    for k in (1, 2):
+        nu = a[k] * (dl[k] - (a[k] * dl[k]).sum())
+        moved = float((a[k] * dx[k].square().sum(-1)).sum())
+        per_time.append(moved + float(nu @ reweighting_metric(x_mid[k], a[k]) @ nu))
     want = sum(p / w for p, w in zip(per_time, with_ot["w1"], strict=True))
     np.testing.assert_allclose(float(delta @ with_ot["H"] @ delta), want, rtol=1e-5)
 
@@ -149,3 +157,18 @@ def test_zero_information_changes_nothing():
     )
     got = lap.joint_scale_tril.double() @ lap.joint_scale_tril.double().T
     np.testing.assert_allclose(got.numpy(), cov_a.numpy(), rtol=1e-3, atol=1e-7)
+
+
+def test_reweighting_metric_is_linearised_w2():
+    import ot
+
+    for dim, n in ((1, 300), (2, 400)):
+        gen = np.random.default_rng(dim)
+        x = gen.uniform(size=(n, dim))
+        a = np.full(n, 1.0 / n)
+        rho = 0.2 * np.cos(np.pi * x[:, 0])  # a smooth reweighting
+        nu = a * (rho - (a * rho).sum())
+        metric = reweighting_metric(torch.tensor(x), torch.tensor(a))
+        got = float(torch.tensor(nu) @ metric @ torch.tensor(nu))
+        want = ot.emd2(a, a + nu, ot.dist(x, x), numItermax=10**7)  # squared Euclidean cost
+        assert want / 1.5 < got < 1.5 * want, (dim, got, want)
