@@ -172,3 +172,37 @@ def test_reweighting_metric_is_linearised_w2():
         got = float(torch.tensor(nu) @ metric @ torch.tensor(nu))
         want = ot.emd2(a, a + nu, ot.dist(x, x), numItermax=10**7)  # squared Euclidean cost
         assert want / 1.5 < got < 1.5 * want, (dim, got, want)
+
+
+def test_last_layer_conditioned_on_the_snapshots_saves_and_loads(tiny, tmp_path):
+    from tests.tiny import HEADS_TINY
+    from vgfm_bayes import VGFM
+
+    model = VGFM(head="last_layer", snapshot_conditioning=True, **HEADS_TINY)
+    model.fit(tiny, progress=False)
+    post = model.resolved["posterior_fit"]
+    assert post["snapshot_conditioning"] == "done" and post["factor_weight"] > 0
+    assert post["snapshot_sd_ratio_mean"] < 1.0  # the snapshots add information
+    lap = model.guide.laplace
+    assert lap.joint_scale_tril.shape == (parameter_count(lap.fields),) * 2
+    model.save(tmp_path / "run")
+    back = VGFM.load(tmp_path / "run")
+    torch.manual_seed(3)
+    a = model.posterior.draw(6)
+    torch.manual_seed(3)
+    b = back.posterior.draw(6)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert a["g.l2.bias"].std(0).min() > 0
+    # off (the default): the per-output Gaussians, no joint factor
+    plain = VGFM(head="last_layer", **HEADS_TINY).fit(tiny, progress=False)
+    assert plain.guide.laplace.joint_scale_tril.numel() == 0
+    assert "snapshot_conditioning" not in plain.resolved["posterior_fit"]
+
+
+def test_snapshot_conditioning_is_for_last_layer_only():
+    import pytest
+
+    from vgfm_bayes.infer.config import ConfigError, FitConfig
+
+    with pytest.raises(ConfigError, match="snapshot_conditioning"):
+        FitConfig(head="ensemble", snapshot_conditioning=True).validate()

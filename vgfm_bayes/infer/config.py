@@ -29,6 +29,8 @@ class FitConfig:
     Likelihood: n_effective, the pairs plate's full size (default: source cells over all
     intervals); sigma_v / sigma_g fixed noise (default the VGFM-equivalent sqrt(D/2), 1/sqrt(2)),
     or with ``learn_sigmas`` their starting values, then fitted by MAP (Bayesian heads).
+    ``snapshot_conditioning`` (last_layer): multiply the last layers' posterior by the
+    snapshots' distribution-fit factor (model/snapshot_information.py); off by default.
     Training: warm-up SVI on the regression alone, then joint SVI with the simulated W1 and mass
     factor. step_size is the Euler step in user time units (default a tenth of the shortest
     interval).
@@ -60,6 +62,8 @@ class FitConfig:
     prior_scale: float = 1.0
     kl_weight: float = 1.0  # tempered posterior (VGFMModel): < 1 lets the data outweigh the prior
     learn_sigmas: bool = False  # sigma_v, sigma_g fitted (MAP) from their starting values
+    # last_layer: multiply the posterior by the snapshots' factor (model/snapshot_information.py)
+    snapshot_conditioning: bool = False
     # head options (used by the heads that have them)
     bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
     tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])
@@ -127,6 +131,10 @@ class FitConfig:
         ]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config {name} must be >= 0, got {getattr(self, name)}")
+        if self.snapshot_conditioning and self.head != "last_layer":
+            raise ConfigError(
+                f"config snapshot_conditioning is a last_layer option, not {self.head!r}'s"
+            )
         for name in ["eps", "tau"]:
             v = getattr(self, name)
             if isinstance(v, str):

@@ -49,7 +49,12 @@ def check_config(config: FitConfig) -> None:
 def head_of(config: FitConfig) -> Head:
     """The configured head (model.heads.Head) with its options from the config."""
     c = config
-    options = {"n_members": c.members, "prior_scale": c.prior_scale, "init_scale": c.init_scale}
+    options = {
+        "n_members": c.members,
+        "prior_scale": c.prior_scale,
+        "init_scale": c.init_scale,
+        "snapshot_conditioning": c.snapshot_conditioning,
+    }
     return get_head(c.head, strict=False, **options)
 
 
