@@ -169,9 +169,9 @@ class LastLayerHead(Head):
     mixture_components: int = 10
     # multiply the posterior by the distribution-fit factor's Gauss-Newton approximation
     # (model/snapshot_information.py). Off by default: at the model's factor weight it makes
-    # the growth intervals over-confident (tiny simulator: 90% coverage 0.21, width 0.05, in
-    # tests/heads/test_heads_learn.py), while the draws' W1 improves (simulation_gene: per
-    # draw 0.092 -> 0.055, point 0.033; ground-truth simulator seed 0: 0.35 -> 0.31, point 0.11)
+    # the growth intervals over-confident (90% coverage 0.13 on the reweighting simulator, 0.21
+    # on tests/heads/test_heads_learn.py's), while the draws' W1 improves (per draw, dyngen
+    # 0.83 -> 0.44, simulation_gene 0.092 -> 0.055; see models/last_layer/about.md)
     snapshot_conditioning: bool = False
     # the last layers' prior while training: False = flat, so the fit is the point head's own
     # (maximum likelihood) and the Gaussian's prior precision comes from the evidence alone;
