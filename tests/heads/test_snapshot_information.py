@@ -12,6 +12,7 @@ from tests.heads.test_laplace import _batches
 from vgfm_bayes.model.dynamics import simulate
 from vgfm_bayes.model.laplace import LastLayerLaplace, coefficients
 from vgfm_bayes.model.snapshot_information import (
+    condition,
     factor_information,
     parameter_count,
     reweighting_metric,
@@ -122,7 +123,7 @@ def test_conditioning_is_the_product_of_gaussians():
     delta = lap._flat_offsets().double()
     m = torch.randn(n_par, n_par, generator=gen, dtype=torch.float64)
     info = m @ m.T * 10.0
-    record = lap.condition_on_snapshots(info)
+    record = condition(lap, info)
     prec = torch.linalg.inv(cov_a) + info
     want_cov = torch.linalg.inv(prec)
     got_cov = lap.joint_scale_tril.double() @ lap.joint_scale_tril.double().T
@@ -150,7 +151,7 @@ def test_zero_information_changes_nothing():
     lap = LastLayerLaplace(fields)
     lap.fit(params, _batches(3, 20, seed=1), 150.0)
     before = lap._flat_offsets().clone()
-    lap.condition_on_snapshots(torch.zeros(parameter_count(fields), parameter_count(fields)))
+    condition(lap, torch.zeros(parameter_count(fields), parameter_count(fields)))
     assert torch.allclose(lap._flat_offsets(), before)
     cov_a = torch.block_diag(
         *[t.double() @ t.double().T for n in ("v", "g") for t in getattr(lap, f"{n}_scale_tril")]

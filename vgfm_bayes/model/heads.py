@@ -35,7 +35,8 @@ from torch.distributions import biject_to, transform_to
 
 from ..nn import Fields
 from ..ot import member_seed
-from .laplace import LaplaceGuide, condition_on_snapshots, set_mixture
+from .laplace import LaplaceGuide, set_mixture
+from .snapshot_information import condition_on_snapshots
 from .vgfm import Block, Prior, VGFMModel, vgfm_sigmas
 
 

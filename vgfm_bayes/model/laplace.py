@@ -17,7 +17,6 @@ ridge solutions (:func:`mixture_offsets`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -28,7 +27,6 @@ from ..nn import Fields
 from ..nn.mlp import MLPSpec
 from ..ot import PairBatch
 from ..ot.tune import largest_remainder
-from .snapshot_information import MAX_PARAMETERS, factor_information, parameter_count
 
 NETS = ("v", "g")
 
@@ -165,7 +163,7 @@ class LastLayerLaplace(torch.nn.Module):
     ``<net>_alpha``, ``<net>_beta`` (out,) -- evidence-maximised prior and noise precision;
     ``<net>_offsets`` (C, out, P) -- mixture components' shifts of the mean (C = 1: zero);
     ``mix_weights`` (C,); ``fitted`` () -- 1 once :meth:`fit` has run;
-    ``joint_scale_tril`` (Pt, Pt), Pt = D P_v + P_g -- once :meth:`condition_on_snapshots` has
+    ``joint_scale_tril`` (Pt, Pt), Pt = D P_v + P_g -- once ``snapshot_information.condition`` has
     run, the Cholesky factor of the joint covariance of all last-layer coefficients (outputs
     in order v_0 .. v_{D-1}, g), which replaces the per-output factors; (0, 0) before.
     A state dict with another number of components C resizes the mixture buffers on load.
@@ -253,50 +251,6 @@ class LastLayerLaplace(torch.nn.Module):
     def _flat_offsets(self) -> torch.Tensor:
         """Mixture shifts as (C, Pt), outputs in order v_0 .. v_{D-1}, g."""
         return torch.cat([getattr(self, f"{n}_offsets").flatten(1) for n in NETS], dim=1)
-
-    @torch.no_grad()
-    def condition_on_snapshots(self, information: torch.Tensor) -> dict:
-        """Multiply the posterior by the distribution-fit factor's Gaussian approximation.
-
-        information : (Pt, Pt) the factor's precision about the coefficients at the MAP
-            (model/snapshot_information.py, times the factor's weight).
-
-        Every component's precision becomes A + H and its shift delta_s from the MAP becomes
-        (A + H)^{-1} A delta_s (the product of N(MAP + delta_s, A^{-1}) and N(MAP, H^{-1})).
-        Returns a record: the mean ratio of the coefficients' posterior sd after / before, and
-        the components' mean shift length in the prior (A) metric before and after.
-        """
-        blocks = []
-        for net in NETS:
-            tril = getattr(self, f"{net}_scale_tril").double()
-            blocks += list(torch.cholesky_inverse(tril))  # per output: A_j = (L L^T)^{-1}
-        prec_a = torch.block_diag(*blocks)
-        info = information.to(prec_a)
-        cov_a = torch.block_diag(
-            *[t @ t.T for n in NETS for t in getattr(self, f"{n}_scale_tril").double()]
-        )
-        prec = prec_a + 0.5 * (info + info.T)
-        cov = torch.cholesky_inverse(torch.linalg.cholesky(prec))
-        cov = 0.5 * (cov + cov.T)
-        delta = self._flat_offsets().double()  # (C, Pt)
-        moved = (cov @ (prec_a @ delta.T)).T
-
-        def length(d):  # mean over components of sqrt(d^T A d)
-            return float(torch.einsum("cp,pq,cq->c", d, prec_a, d).clamp_min(0).sqrt().mean())
-
-        self.joint_scale_tril = torch.linalg.cholesky(cov).to(self.fitted.device, torch.float32)
-        shapes = [getattr(self, f"{n}_offsets").shape[1:] for n in NETS]
-        parts = moved.split([math.prod(sh) for sh in shapes], dim=1)
-        self.set_mixture(
-            self.mix_weights.clone(),
-            {n: p.reshape(len(p), *sh) for n, p, sh in zip(NETS, parts, shapes, strict=True)},
-        )
-        sd_ratio = (cov.diagonal() / cov_a.diagonal()).sqrt()
-        return {
-            "snapshot_sd_ratio_mean": float(sd_ratio.mean()),
-            "shift_length_before": length(delta),
-            "shift_length_after": length(moved),
-        }
 
     def set_mixture(self, weights: torch.Tensor, offsets: Mapping[str, torch.Tensor | None]):
         """Mixture weights (C,) and per-net mean shifts (C, out, P); None: zeros."""
@@ -418,46 +372,6 @@ def set_mixture(
         guide.laplace, params, reference, components, model.n_effective
     )
     guide.laplace.set_mixture(weights, offsets)
-
-
-def factor_weight(laplace: LastLayerLaplace, n_effective: float, vgfm_sigmas) -> float:
-    """The distribution-fit factor's weight beside the evidence-fitted regression.
-
-    The model's factor is n_effective * F against a regression of precision n_effective /
-    sigma^2 at the VGFM-equivalent sigma (model/vgfm.py); keeping that ratio at the evidence's
-    noise precisions beta gives n_effective * mean_j(beta_j sigma_vgfm,j^2), so lambda_ot and
-    lambda_mass keep their meaning (as VGFMModel.fit_scale does for learned sigmas)."""
-    sv, sg = vgfm_sigmas
-    ratios = torch.cat([laplace.v_beta.double() * sv**2, laplace.g_beta.double() * sg**2])
-    return float(n_effective * ratios.mean())
-
-
-def condition_on_snapshots(guide: LaplaceGuide, fit, vgfm_sigmas, seed: int = 0) -> dict:
-    """Multiply a fitted guide's posterior by the distribution-fit factor ``fit``'s Gaussian
-    approximation (model/snapshot_information.py); a record for the run. Skipped (with the
-    reason in the record) when the last layers have more than MAX_PARAMETERS coefficients."""
-    laplace, model = guide.laplace, guide.vgfm_model
-    n_par = parameter_count(laplace.fields)
-    if n_par > MAX_PARAMETERS:
-        return {"snapshot_conditioning": f"skipped: {n_par} > {MAX_PARAMETERS} coefficients"}
-    params = guide.map_params()
-    coefs = {net: coefficients(laplace.fields, params, net) for net in NETS}
-    weight = factor_weight(laplace, model.n_effective, vgfm_sigmas)
-    info = factor_information(
-        laplace.fields,
-        params,
-        coefs,
-        fit.x0.cpu(),
-        [y.cpu() for y in fit.snapshots],
-        fit.times.cpu(),
-        fit.log_masses.cpu(),
-        lambda_ot=fit.lambda_ot,
-        lambda_mass=fit.lambda_mass,
-        step_size=fit.step_size,
-        seed=seed,
-    )
-    record = laplace.condition_on_snapshots(weight * info["H"])
-    return {"snapshot_conditioning": "done", "factor_weight": weight, **record}
 
 
 class LaplaceGuide(AutoDelta):

@@ -37,13 +37,9 @@ import torch.nn.functional as F
 
 from ..nn import Fields
 from ..ot.w1 import w1_exact
+from .laplace import NETS, LaplaceGuide, LastLayerLaplace, _spec, coefficients
 
-NETS = ("v", "g")
 MAX_PARAMETERS = 2500  # theta's size beyond which H (P^2) and the sensitivities are not built
-
-
-def _spec(fields: Fields, net: str):
-    return fields.velocity if net == "v" else fields.growth
 
 
 def features(fields: Fields, params: Mapping[str, torch.Tensor], x: torch.Tensor, t, net: str):
@@ -182,3 +178,88 @@ def factor_information(
         h_total += (lambda_ot / w1) * (gram + reweight) + 2.0 * lambda_mass * torch.outer(r, r)
     h_total = 0.5 * (h_total + h_total.T)
     return {"H": h_total, "w1": np.asarray(w1s), "displacement": disp, "reweighting": rew}
+
+
+@torch.no_grad()
+def condition(laplace: LastLayerLaplace, information: torch.Tensor) -> dict:
+    """Multiply ``laplace``'s posterior by the distribution-fit factor's Gaussian approximation.
+
+    information : (Pt, Pt) the factor's precision about the coefficients at the MAP
+        (:func:`factor_information`'s H times the factor's weight).
+
+    Every component's precision becomes A + H and its shift delta_s from the MAP becomes
+    (A + H)^{-1} A delta_s (the product of N(MAP + delta_s, A^{-1}) and N(MAP, H^{-1})).
+    Returns a record: the mean ratio of the coefficients' posterior sd after / before, and
+    the components' mean shift length in the prior (A) metric before and after.
+    """
+    blocks = []
+    for net in NETS:
+        tril = getattr(laplace, f"{net}_scale_tril").double()
+        blocks += list(torch.cholesky_inverse(tril))  # per output: A_j = (L L^T)^{-1}
+    prec_a = torch.block_diag(*blocks)
+    info = information.to(prec_a)
+    cov_a = torch.block_diag(
+        *[t @ t.T for n in NETS for t in getattr(laplace, f"{n}_scale_tril").double()]
+    )
+    prec = prec_a + 0.5 * (info + info.T)
+    cov = torch.cholesky_inverse(torch.linalg.cholesky(prec))
+    cov = 0.5 * (cov + cov.T)
+    delta = laplace._flat_offsets().double()  # (C, Pt)
+    moved = (cov @ (prec_a @ delta.T)).T
+
+    def length(d):  # mean over components of sqrt(d^T A d)
+        return float(torch.einsum("cp,pq,cq->c", d, prec_a, d).clamp_min(0).sqrt().mean())
+
+    laplace.joint_scale_tril = torch.linalg.cholesky(cov).to(laplace.fitted.device, torch.float32)
+    shapes = [getattr(laplace, f"{n}_offsets").shape[1:] for n in NETS]
+    parts = moved.split([math.prod(sh) for sh in shapes], dim=1)
+    laplace.set_mixture(
+        laplace.mix_weights.clone(),
+        {n: p.reshape(len(p), *sh) for n, p, sh in zip(NETS, parts, shapes, strict=True)},
+    )
+    sd_ratio = (cov.diagonal() / cov_a.diagonal()).sqrt()
+    return {
+        "snapshot_sd_ratio_mean": float(sd_ratio.mean()),
+        "shift_length_before": length(delta),
+        "shift_length_after": length(moved),
+    }
+
+
+def factor_weight(laplace: LastLayerLaplace, n_effective: float, vgfm_sigmas) -> float:
+    """The distribution-fit factor's weight beside the evidence-fitted regression.
+
+    The model's factor is n_effective * F against a regression of precision n_effective /
+    sigma^2 at the VGFM-equivalent sigma (model/vgfm.py); keeping that ratio at the evidence's
+    noise precisions beta gives n_effective * mean_j(beta_j sigma_vgfm,j^2), so lambda_ot and
+    lambda_mass keep their meaning (as VGFMModel.fit_scale does for learned sigmas)."""
+    sv, sg = vgfm_sigmas
+    ratios = torch.cat([laplace.v_beta.double() * sv**2, laplace.g_beta.double() * sg**2])
+    return float(n_effective * ratios.mean())
+
+
+def condition_on_snapshots(guide: LaplaceGuide, fit, vgfm_sigmas, seed: int = 0) -> dict:
+    """Multiply a fitted guide's posterior by the distribution-fit factor ``fit``'s Gaussian
+    approximation (model/snapshot_information.py); a record for the run. Skipped (with the
+    reason in the record) when the last layers have more than MAX_PARAMETERS coefficients."""
+    laplace, model = guide.laplace, guide.vgfm_model
+    n_par = parameter_count(laplace.fields)
+    if n_par > MAX_PARAMETERS:
+        return {"snapshot_conditioning": f"skipped: {n_par} > {MAX_PARAMETERS} coefficients"}
+    params = guide.map_params()
+    coefs = {net: coefficients(laplace.fields, params, net) for net in NETS}
+    weight = factor_weight(laplace, model.n_effective, vgfm_sigmas)
+    info = factor_information(
+        laplace.fields,
+        params,
+        coefs,
+        fit.x0.cpu(),
+        [y.cpu() for y in fit.snapshots],
+        fit.times.cpu(),
+        fit.log_masses.cpu(),
+        lambda_ot=fit.lambda_ot,
+        lambda_mass=fit.lambda_mass,
+        step_size=fit.step_size,
+        seed=seed,
+    )
+    record = condition(laplace, weight * info["H"])
+    return {"snapshot_conditioning": "done", "factor_weight": weight, **record}
