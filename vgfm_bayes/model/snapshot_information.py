@@ -19,7 +19,8 @@ with dv/dtheta the last hidden layer's features (the fields are linear in theta)
 snapshot time:
 - W1: moving the particles coherently by d_i adds to a fitted residual W1_k in quadrature,
   W1_k(theta) ~ sqrt(W1_k^2 + sum_i a_i |d_i|^2), so its curvature is
-  sum_i a_i S_i^T S_i / W1_k (checked against the simulated W1 in the tests);
+  sum_i a_i S_i^T S_i / W1_k (the sensitivities are checked against finite differences of the
+  simulation in the tests; the quadrature is a model of W1, not exact);
 - mass: the Gauss-Newton term 2 r r^T, r = dlog M_k/dtheta = sum_i a_i R_i.
 - reweighting: growth that keeps the mass but moves it between cells changes the distribution
   too; linearised optimal transport measures it as nu^T M nu (:func:`reweighting_metric`,
@@ -88,7 +89,6 @@ def factor_information(
     x0: torch.Tensor,
     snapshots: list[torch.Tensor],
     times: torch.Tensor,
-    log_masses: torch.Tensor,
     *,
     lambda_ot: float,
     lambda_mass: float,
@@ -103,7 +103,8 @@ def factor_information(
     ----------
     params : the MAP's named weights (no draw dim).
     coefs : per net the last layers as coefficients (out, P) (laplace.coefficients).
-    x0, snapshots, times, log_masses : as the DistributionFit's (internal units).
+    x0, snapshots, times : as the DistributionFit's (internal units); Gauss-Newton needs no
+        residuals, so the masses do not enter.
     n_particles, n_targets : subsamples of the first snapshot (particles) and of each later one
         (for W1_k); the particles' weights are 1 / n as in the fit.
 
@@ -255,7 +256,6 @@ def condition_on_snapshots(guide: LaplaceGuide, fit, vgfm_sigmas, seed: int = 0)
         fit.x0.cpu(),
         [y.cpu() for y in fit.snapshots],
         fit.times.cpu(),
-        fit.log_masses.cpu(),
         lambda_ot=fit.lambda_ot,
         lambda_mass=fit.lambda_mass,
         step_size=fit.step_size,
