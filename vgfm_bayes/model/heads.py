@@ -172,7 +172,7 @@ class LastLayerHead(Head):
     # (model/snapshot_information.py). Off by default: at the model's factor weight it makes
     # the growth intervals over-confident (90% coverage 0.13 on the reweighting simulator, 0.21
     # on tests/heads/test_heads_learn.py's), while the draws' W1 improves (per draw, dyngen
-    # 0.83 -> 0.44, simulation_gene 0.092 -> 0.055; see models/last_layer/about.md)
+    # 0.91 -> 0.44, simulation_gene 0.091 -> 0.055; see models/last_layer/about.md)
     snapshot_conditioning: bool = False
     # the last layers' prior while training: False = flat, so the fit is the point head's own
     # (maximum likelihood) and the Gaussian's prior precision comes from the evidence alone;
