@@ -4,6 +4,7 @@ Gaussian algebra of conditioning the last_layer posterior on it."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -51,18 +52,10 @@ def test_information_matches_finite_differences_of_the_simulation():
     assert n_par == 2 * 9 + 7
     flat = torch.cat([coefs["v"].flatten(), coefs["g"].flatten()])
     delta = torch.randn(n_par, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    info = factor_information(
-        fields,
-        params,
-        coefs,
-        x0,
-        snaps,
-        TIMES,
-        lambda_ot=0.0,
-        lambda_mass=0.5,
-        step_size=STEP,
-        n_particles=40,
+    information = partial(
+        factor_information, fields, params, coefs, x0, snaps, TIMES, step_size=STEP, n_particles=40
     )
+    info = information(lambda_ot=0.0, lambda_mass=0.5)
 
     def run(f):
         lw0 = torch.full((40,), -math.log(40), dtype=torch.float64)
@@ -81,18 +74,7 @@ def test_information_matches_finite_differences_of_the_simulation():
     got_mass = float(delta @ info["H"] @ delta)
     np.testing.assert_allclose(got_mass, sum(d * d for d in dlogm), rtol=1e-5)
     # the W1 part: lambda_ot / W1_k times each snapshot's displacement and reweighting
-    with_ot = factor_information(
-        fields,
-        params,
-        coefs,
-        x0,
-        snaps,
-        TIMES,
-        lambda_ot=1.0,
-        lambda_mass=0.0,
-        step_size=STEP,
-        n_particles=40,
-    )
+    with_ot = information(lambda_ot=1.0, lambda_mass=0.0)
     assert np.all(with_ot["w1"] > 0)
     per_time = []
     for k in (1, 2):

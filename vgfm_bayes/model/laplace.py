@@ -35,26 +35,20 @@ def _spec(fields: Fields, net: str) -> MLPSpec:
     return fields.velocity if net == "v" else fields.growth
 
 
-def design(fields: Fields, params: Mapping[str, torch.Tensor], batch: PairBatch, net: str):
-    """Features of the last layer: last hidden layer and a 1, float64.
-
-    Parameters
-    ----------
-    params : named weights of one network (no draw dim).
-    batch : pairs, x (B, D), t (B,).
-    net : "v" or "g".
-
-    Returns
-    -------
-    Tensor, shape (B, H + 1)
-    """
+def features(fields: Fields, params: Mapping[str, torch.Tensor], x: torch.Tensor, t, net: str):
+    """Last hidden layer and a 1 of ``net`` at (x (B, D), t), in x's dtype: shape (B, H + 1)."""
     spec = _spec(fields, net)
-    h = fields._inputs(batch.x, batch.t)
+    h = fields._inputs(x, t)
     for i in range(spec.n_layers - 1):
         h = torch.matmul(h, params[f"{net}.l{i}.weight"]) + params[f"{net}.l{i}.bias"]
         h = F.leaky_relu(h, spec.negative_slope)
-    h = h.double()
     return torch.cat([h, h.new_ones(*h.shape[:-1], 1)], dim=-1)
+
+
+def design(fields: Fields, params: Mapping[str, torch.Tensor], batch: PairBatch, net: str):
+    """Features of the last layer at a batch of pairs (x (B, D), t (B,)): :func:`features` in
+    float64, shape (B, H + 1). params : named weights of one network (no draw dim)."""
+    return features(fields, params, batch.x, batch.t, net).double()
 
 
 def regression(fields: Fields, params, batches: Sequence[PairBatch], net: str):
@@ -252,6 +246,21 @@ class LastLayerLaplace(torch.nn.Module):
         """Mixture shifts as (C, Pt), outputs in order v_0 .. v_{D-1}, g."""
         return torch.cat([getattr(self, f"{n}_offsets").flatten(1) for n in NETS], dim=1)
 
+    def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(S, Pt) coefficients -> per net (S, out, P), the inverse of :meth:`_flat_offsets`."""
+        sizes = [(_spec(self.fields, n).out_dim, _spec(self.fields, n).sizes[-2] + 1) for n in NETS]
+        parts = flat.split([o * p for o, p in sizes], dim=-1)
+        return {n: x.reshape(len(x), o, p) for n, x, (o, p) in zip(NETS, parts, sizes, strict=True)}
+
+    def _as_weights(self, coefs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per net (S, out, P) coefficients -> the last layers' named weights and biases."""
+        out = {}
+        for net, coef in coefs.items():
+            w_name, b_name = _spec(self.fields, net).last_layer(f"{net}.")
+            out[w_name] = coef[..., :-1].transpose(-1, -2).contiguous()
+            out[b_name] = coef[..., -1].contiguous()
+        return out
+
     def set_mixture(self, weights: torch.Tensor, offsets: Mapping[str, torch.Tensor | None]):
         """Mixture weights (C,) and per-net mean shifts (C, out, P); None: zeros."""
         dev = self.fitted.device
@@ -277,9 +286,8 @@ class LastLayerLaplace(torch.nn.Module):
         counts = allocate(self.mix_weights, samples)
         if self.joint_scale_tril.numel():
             return self._draw_joint(params, counts)
-        out = {}
+        coefs = {}
         for net in NETS:
-            spec = _spec(self.fields, net)
             tril = getattr(self, f"{net}_scale_tril")
             mean = coefficients(self.fields, params, net)  # (out, P)
             shift = getattr(self, f"{net}_offsets")
@@ -287,11 +295,8 @@ class LastLayerLaplace(torch.nn.Module):
                 [(mean + shift[c]).expand(n, *mean.shape) for c, n in enumerate(counts) if n]
             )  # (S, out, P)
             z = torch.randn(centre.shape, dtype=tril.dtype, device=tril.device)
-            coef = centre + torch.einsum("opq,soq->sop", tril, z)
-            w_name, b_name = spec.last_layer(f"{net}.")
-            out[w_name] = coef[..., :-1].transpose(-1, -2).contiguous()
-            out[b_name] = coef[..., -1].contiguous()
-        return out
+            coefs[net] = centre + torch.einsum("opq,soq->sop", tril, z)
+        return self._as_weights(coefs)
 
     def _draw_joint(self, params, counts) -> dict[str, torch.Tensor]:
         """Draws from the joint Gaussian of all last-layer coefficients (see draw)."""
@@ -302,17 +307,7 @@ class LastLayerLaplace(torch.nn.Module):
         )  # (S, Pt)
         tril = self.joint_scale_tril
         z = torch.randn(centre.shape, dtype=tril.dtype, device=tril.device)
-        flat = centre + z @ tril.T
-        out, start = {}, 0
-        for net in NETS:
-            spec = _spec(self.fields, net)
-            out_dim, p = spec.out_dim, spec.sizes[-2] + 1
-            coef = flat[:, start : start + out_dim * p].reshape(-1, out_dim, p)
-            start += out_dim * p
-            w_name, b_name = spec.last_layer(f"{net}.")
-            out[w_name] = coef[..., :-1].transpose(-1, -2).contiguous()
-            out[b_name] = coef[..., -1].contiguous()
-        return out
+        return self._as_weights(self._unflatten(centre + z @ tril.T))
 
 
 @torch.no_grad()

@@ -34,23 +34,12 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..nn import Fields
 from ..ot.w1 import w1_exact
-from .laplace import NETS, LaplaceGuide, LastLayerLaplace, _spec, coefficients
+from .laplace import NETS, LaplaceGuide, LastLayerLaplace, coefficients, features
 
 MAX_PARAMETERS = 2500  # theta's size beyond which H (P^2) and the sensitivities are not built
-
-
-def features(fields: Fields, params: Mapping[str, torch.Tensor], x: torch.Tensor, t, net: str):
-    """Last hidden layer and a 1 of ``net`` at (x (N, D), t): shape (N, H + 1)."""
-    spec = _spec(fields, net)
-    h = fields._inputs(x, t)
-    for i in range(spec.n_layers - 1):
-        h = torch.matmul(h, params[f"{net}.l{i}.weight"]) + params[f"{net}.l{i}.bias"]
-        h = F.leaky_relu(h, spec.negative_slope)
-    return torch.cat([h, h.new_ones(*h.shape[:-1], 1)], dim=-1)
 
 
 def reweighting_metric(x: torch.Tensor, a: torch.Tensor, k: int = 20) -> torch.Tensor:
@@ -126,8 +115,9 @@ def factor_information(
             return x
         return x[torch.randperm(x.shape[0], generator=gen)[:n]]
 
-    params = {k: v.detach() for k, v in params.items()}
-    cv, cg = coefs["v"].detach(), coefs["g"].detach()
+    # on the CPU with the snapshots (the fit may have run on a GPU; this runs once)
+    params = {k: v.detach().cpu() for k, v in params.items()}
+    cv, cg = coefs["v"].detach().cpu(), coefs["g"].detach().cpu()
     x = subsample(x0, n_particles).detach().clone()
     n = x.shape[0]
     lw = torch.full((n,), -math.log(n), dtype=x.dtype)
@@ -212,12 +202,7 @@ def condition(laplace: LastLayerLaplace, information: torch.Tensor) -> dict:
         return float(torch.einsum("cp,pq,cq->c", d, prec_a, d).clamp_min(0).sqrt().mean())
 
     laplace.joint_scale_tril = torch.linalg.cholesky(cov).to(laplace.fitted.device, torch.float32)
-    shapes = [getattr(laplace, f"{n}_offsets").shape[1:] for n in NETS]
-    parts = moved.split([math.prod(sh) for sh in shapes], dim=1)
-    laplace.set_mixture(
-        laplace.mix_weights.clone(),
-        {n: p.reshape(len(p), *sh) for n, p, sh in zip(NETS, parts, shapes, strict=True)},
-    )
+    laplace.set_mixture(laplace.mix_weights.clone(), laplace._unflatten(moved))
     sd_ratio = (cov.diagonal() / cov_a.diagonal()).sqrt()
     return {
         "snapshot_sd_ratio_mean": float(sd_ratio.mean()),
