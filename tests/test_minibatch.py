@@ -46,12 +46,24 @@ def test_choose_srot_batch():
         choose_srot_batch(500, 600, 1, memory_mb=1)
 
 
-def test_max_sq_distance_matches_dense():
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(300, 3, generator=g, dtype=torch.float64)
-    y = torch.randn(200, 3, generator=g, dtype=torch.float64) + 1
-    dense = torch.cdist(x, y).square().max().item()
+@pytest.mark.parametrize(
+    "n, m, dim, shift",
+    [(300, 200, 3, 1.0), (1, 40, 2, 0.0), (2000, 1500, 30, 0.5), (4000, 3000, 2, 3.0)],
+)
+def test_max_sq_distance_matches_dense(n, m, dim, shift):
+    # the cluster-pair branch and bound must return the brute-force maximum, in low and high
+    # dimension, with row chunks smaller than a cluster (chunk_bytes) and with a lone source
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    y = 0.5 * torch.randn(m, dim, generator=g, dtype=torch.float64) + shift
+    dense = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").square().max().item()
+    assert mb.max_sq_distance(x, y) == pytest.approx(dense, rel=1e-12)
     assert mb.max_sq_distance(x, y, chunk_bytes=8 * 200 * 7) == pytest.approx(dense, rel=1e-12)
+
+
+def test_max_sq_distance_of_a_single_point_is_zero():
+    x = torch.ones(50, 2, dtype=torch.float64)
+    assert mb.max_sq_distance(x, x) == 0.0
 
 
 def test_growth_targets_agree_with_full_plan(mixture):
