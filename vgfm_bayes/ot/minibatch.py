@@ -82,9 +82,7 @@ def _clusters(z: torch.Tensor, k: int, chunk_bytes: int):
     for lo in range(0, z.shape[0], rows):
         d = torch.cdist(z[lo : lo + rows], centres, compute_mode="donot_use_mm_for_euclid_dist")
         dist[lo : lo + rows], label[lo : lo + rows] = d.min(1)
-    radius = torch.zeros(k, dtype=z.dtype, device=z.device).scatter_reduce(
-        0, label, dist, "amax"
-    )
+    radius = torch.zeros(k, dtype=z.dtype, device=z.device).scatter_reduce(0, label, dist, "amax")
     return centres, label, radius
 
 
