@@ -16,6 +16,7 @@ from vgfm_bayes.model.snapshot_information import (
     condition,
     factor_information,
     parameter_count,
+    reweighting_displacement,
     reweighting_metric,
 )
 from vgfm_bayes.nn import Fields
@@ -73,14 +74,15 @@ def test_information_matches_finite_differences_of_the_simulation():
     dlogm = [float((a[k] * dl[k]).sum()) for k in (1, 2)]
     got_mass = float(delta @ info["H"] @ delta)
     np.testing.assert_allclose(got_mass, sum(d * d for d in dlogm), rtol=1e-5)
-    # the W1 part: lambda_ot / W1_k times each snapshot's displacement and reweighting
+    # the W1 part: lambda_ot / W1_k times the size of each snapshot's net move (displacement
+    # plus the reweighting's equivalent displacement, cross terms included)
     with_ot = information(lambda_ot=1.0, lambda_mass=0.0)
     assert np.all(with_ot["w1"] > 0)
     per_time = []
     for k in (1, 2):
         nu = a[k] * (dl[k] - (a[k] * dl[k]).sum())
-        moved = float((a[k] * dx[k].square().sum(-1)).sum())
-        per_time.append(moved + float(nu @ reweighting_metric(x_mid[k], a[k]) @ nu))
+        net = dx[k] + reweighting_displacement(x_mid[k], a[k], nu[:, None])[..., 0]
+        per_time.append(float((a[k] * net.square().sum(-1)).sum()))
     want = sum(p / w for p, w in zip(per_time, with_ot["w1"], strict=True))
     np.testing.assert_allclose(float(delta @ with_ot["H"] @ delta), want, rtol=1e-5)
 
@@ -153,6 +155,39 @@ def test_reweighting_metric_is_linearised_w2():
         got = float(torch.tensor(nu) @ metric @ torch.tensor(nu))
         want = ot.emd2(a, a + nu, ot.dist(x, x), numItermax=10**7)  # squared Euclidean cost
         assert want / 1.5 < got < 1.5 * want, (dim, got, want)
+
+
+def _gaussian_cloud(n=400, seed=0):
+    x = torch.tensor(np.random.default_rng(seed).standard_normal((n, 2)))
+    return x, torch.full((n,), 1.0 / n, dtype=torch.float64)
+
+
+def test_reweighting_displacement_has_the_metric_size():
+    # the equivalent displacement's size sum a |grad psi|^2 is the H^-1 norm nu^T M nu
+    x, a = _gaussian_cloud()
+    rho = 0.3 * torch.cos(x[:, 0]) + 0.2 * x[:, 1]
+    nu = a * (rho - (a * rho).sum())
+    move = reweighting_displacement(x, a, nu[:, None])[..., 0]
+    size = float((a * move.square().sum(-1)).sum())
+    metric = float(nu @ reweighting_metric(x, a) @ nu)
+    assert metric / 1.5 < size < 1.5 * metric, (size, metric)
+
+
+def test_a_move_that_a_reweighting_undoes_costs_little():
+    # shifting every particle by b along e2, and reweighting by -b (x2 - mean) / var (which
+    # moves a Gaussian's mass back by b), leaves the distribution in place to first order:
+    # velocity and growth trade off and the snapshots cannot tell them apart
+    x, a = _gaussian_cloud()
+    b = 0.2
+    move = torch.zeros_like(x)
+    move[:, 1] = b
+    z = x[:, 1] - (a * x[:, 1]).sum()
+    nu = -a * b * z / float((a * z * z).sum())
+    equiv = reweighting_displacement(x, a, nu[:, None])[..., 0]
+    alone = float((a * equiv.square().sum(-1)).sum())
+    net = float((a * (move + equiv).square().sum(-1)).sum())
+    assert b * b / 1.5 < alone < 1.5 * b * b  # the reweighting alone is a shift by b ...
+    assert net < 0.2 * b * b  # ... and it cancels the move (adding sizes would give 2 b^2)
 
 
 def test_last_layer_conditioned_on_the_snapshots_saves_and_loads(tiny, tmp_path):

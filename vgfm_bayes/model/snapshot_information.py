@@ -23,8 +23,11 @@ snapshot time:
   simulation in the tests; the quadrature is a model of W1, not exact);
 - mass: the Gauss-Newton term 2 r r^T, r = dlog M_k/dtheta = sum_i a_i R_i.
 - reweighting: growth that keeps the mass but moves it between cells changes the distribution
-  too; linearised optimal transport measures it as nu^T M nu (:func:`reweighting_metric`,
-  the H^-1 norm of the weights' change nu), added to the displacement in the same quadrature.
+  too. Linearised optimal transport turns the weights' change nu into the displacement
+  grad psi that changes the distribution alike (:func:`reweighting_displacement`; its size
+  is nu^T M nu, the H^-1 norm, :func:`reweighting_metric`), and the quadrature sees the net
+  move S_i + dgrad psi_i/dtheta: directions where velocity and growth trade off (growth the
+  snapshots cannot identify) keep their width.
 """
 
 from __future__ import annotations
@@ -42,17 +45,10 @@ from .laplace import NETS, LaplaceGuide, LastLayerLaplace, coefficients, feature
 MAX_PARAMETERS = 2500  # theta's size beyond which H (P^2) and the sensitivities are not built
 
 
-def reweighting_metric(x: torch.Tensor, a: torch.Tensor, k: int = 20) -> torch.Tensor:
-    """M (N, N) with nu^T M nu ~ W2^2(mu, mu + nu) for a mass-preserving change nu of the
-    weights a of the particles x: the dual (H^-1(mu)) norm, linearised optimal transport.
-
-    sup_phi 2 <nu, phi> - int |grad phi|^2 dmu, with int |grad phi|^2 dmu discretised on the
-    k-nearest-neighbour graph as sum_i a_i (D / k) sum_{j in N(i)} (phi_j - phi_i)^2 / r_ij^2
-    (a neighbour's direction sees 1/D of |grad phi|^2 on average), is nu^T L^+ nu for the
-    graph Laplacian L of those weights. Within a factor 1.5 of the exact W2^2 of smooth
-    reweightings of uniform samples in 1-D and 2-D (tests); a scale, not an exact distance.
-    """
-    x, a = x.double(), a.double()
+def _knn_graph(x: torch.Tensor, a: torch.Tensor, k: int):
+    """The k nearest neighbours of every particle (N, k) and the pseudo-inverse M (N, N) of the
+    kNN-graph Laplacian whose Dirichlet form is sum_i a_i (D / k) sum_{j in N(i)} (phi_j -
+    phi_i)^2 / r_ij^2 ~ int |grad phi|^2 dmu (a neighbour's direction sees 1/D of it)."""
     n, dim = x.shape
     k = max(1, min(k, n - 1))
     dist = torch.cdist(x, x)
@@ -63,7 +59,41 @@ def reweighting_metric(x: torch.Tensor, a: torch.Tensor, k: int = 20) -> torch.T
     c.scatter_(1, idx, a[:, None] * dim / (k * r.clamp_min(floor) ** 2))
     sym = 0.5 * (c + c.T)
     lap = 2.0 * (torch.diag(sym.sum(1)) - sym)
-    return torch.linalg.pinv(lap, hermitian=True)
+    return idx, torch.linalg.pinv(lap, hermitian=True)
+
+
+def reweighting_metric(x: torch.Tensor, a: torch.Tensor, k: int = 20) -> torch.Tensor:
+    """M (N, N) with nu^T M nu ~ W2^2(mu, mu + nu) for a mass-preserving change nu of the
+    weights a of the particles x: the dual (H^-1(mu)) norm, linearised optimal transport.
+
+    sup_phi 2 <nu, phi> - int |grad phi|^2 dmu, with the integral discretised on the
+    k-nearest-neighbour graph (:func:`_knn_graph`), is nu^T L^+ nu for the graph Laplacian L.
+    Within a factor 1.5 of the exact W2^2 of smooth reweightings of uniform samples in 1-D and
+    2-D (tests); a scale, not an exact distance.
+    """
+    return _knn_graph(x.double(), a.double(), k)[1]
+
+
+def reweighting_displacement(
+    x: torch.Tensor, a: torch.Tensor, nu: torch.Tensor, k: int = 20
+) -> torch.Tensor:
+    """(N, D, P): for each column of the weights' changes nu (N, P), the displacement of the
+    particles that changes the distribution in the same way to first order.
+
+    Against any test function phi, sum_i nu_i phi_i = phi^T L psi ~ sum_i a_i grad phi . grad
+    psi with L psi = nu, which is what moving particle i by grad psi(x_i) does. So d_i + grad
+    psi_i is the net first-order change of a move d together with a reweighting nu, and
+    sum_i a_i |d_i + grad psi_i|^2 its size: a move that a reweighting undoes (growth that the
+    snapshots cannot tell from velocity) costs nothing, where adding the two sizes would count
+    it twice. psi = M nu on the kNN graph, gradients by local least squares over the same
+    neighbours (minimum-norm when k < D).
+    """
+    x = x.double()
+    idx, metric = _knn_graph(x, a.double(), k)
+    psi = metric @ nu.double()  # (N, P)
+    dx = x[idx] - x[:, None]  # (N, k, D)
+    dpsi = psi[idx] - psi[:, None]  # (N, k, P)
+    return torch.linalg.pinv(dx) @ dpsi
 
 
 def parameter_count(fields: Fields) -> int:
@@ -100,8 +130,9 @@ def factor_information(
     Returns
     -------
     dict: H (P, P); w1 (K - 1,) the MAP's W1 at each later snapshot; displacement (P, P) the
-    per-snapshot sum_i a_i S_i^T S_i summed over snapshots, and reweighting (P, P) the
-    weights' change in the metric of :func:`reweighting_metric`, summed (both unscaled).
+    per-snapshot sum_i a_i S_i^T S_i summed over snapshots, and reweighting (P, P) the same
+    of the reweighting's equivalent displacement (:func:`reweighting_displacement`), summed
+    (both unscaled; H's W1 part uses their net move, cross terms included).
     """
     gen = torch.Generator().manual_seed(seed)
     dim = fields.dim
@@ -163,10 +194,12 @@ def factor_information(
         gram = torch.einsum("n,nip,niq->pq", a, s64, s64)
         r = a @ r64  # dlog M_k / dtheta
         nu = a[:, None] * (r64 - r)  # (N, P): the weights' mass-preserving change per theta
-        reweight = nu.T @ reweighting_metric(x, a) @ nu
+        equiv = reweighting_displacement(x, a, nu)  # (N, D, P)
+        net = s64 + equiv  # the move and the reweighting together (they can cancel)
         disp += gram
-        rew += reweight
-        h_total += (lambda_ot / w1) * (gram + reweight) + 2.0 * lambda_mass * torch.outer(r, r)
+        rew += torch.einsum("n,nip,niq->pq", a, equiv, equiv)
+        combined = torch.einsum("n,nip,niq->pq", a, net, net)
+        h_total += (lambda_ot / w1) * combined + 2.0 * lambda_mass * torch.outer(r, r)
     h_total = 0.5 * (h_total + h_total.T)
     return {"H": h_total, "w1": np.asarray(w1s), "displacement": disp, "reweighting": rew}
 
