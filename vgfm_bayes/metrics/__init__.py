@@ -1,5 +1,6 @@
 """Stage 7: metrics -- W1, relative mass error, coverage, calibration against a known truth."""
 
+from ..ot import sampling_floor
 from .calibration import (
     crps,
     growth_calibration,
@@ -7,7 +8,7 @@ from .calibration import (
     mass_interval_covers,
     spearman,
 )
-from .distribution import relative_mass_error, sampling_floor, score, w1_minibatch
+from .distribution import relative_mass_error, score, w1_minibatch
 
 __all__ = [
     "crps",

@@ -53,28 +53,6 @@ def w1_minibatch(
     return float(np.mean(out))
 
 
-def sampling_floor(y: np.ndarray, splits: int = 5, rng: np.random.Generator | None = None) -> float:
-    """W1 between two random halves of one snapshot, averaged over ``splits`` splits: the
-    distance its own sampling noise puts between two draws of the same population. A model's
-    W1 to a snapshot it did not see cannot be expected to go much below it; an in-sample W1
-    below it fits the snapshot's noise (DESIGN 3.1). Exact EMD between the halves.
-
-    Parameters
-    ----------
-    y : ndarray, shape (n, D) -- the snapshot's cells (n >= 2).
-    """
-    y = np.asarray(y, dtype=np.float64)
-    if len(y) < 2:
-        raise ValueError(f"a sampling floor needs at least 2 cells, got {len(y)}")
-    rng = np.random.default_rng(0) if rng is None else rng
-    out = []
-    for _ in range(splits):
-        perm = rng.permutation(len(y))
-        a, b = y[perm[: len(y) // 2]], y[perm[len(y) // 2 :]]
-        out.append(w1_exact(a, np.ones(len(a)), b))
-    return float(np.mean(out))
-
-
 def score(
     traj: Trajectories,
     data: TimeCourse,

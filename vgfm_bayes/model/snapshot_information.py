@@ -20,7 +20,9 @@ snapshot time:
 - W1: moving the particles coherently by d_i adds to a fitted residual W1_k in quadrature,
   W1_k(theta) ~ sqrt(W1_k^2 + sum_i a_i |d_i|^2), so its curvature is
   sum_i a_i S_i^T S_i / W1_k (the sensitivities are checked against finite differences of the
-  simulation in the tests; the quadrature is a model of W1, not exact);
+  simulation in the tests; the quadrature is a model of W1, not exact). W1_k is floored at
+  the snapshot's sampling floor (W1 between two random halves of it): a fit closer than its
+  target's own noise fits that noise, and must not make the factor sharper;
 - mass: the Gauss-Newton term 2 r r^T, r = dlog M_k/dtheta = sum_i a_i R_i.
 - reweighting: growth that keeps the mass but moves it between cells changes the distribution
   too. Linearised optimal transport turns the weights' change nu into the displacement
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 from ..nn import Fields
-from ..ot.w1 import w1_exact
+from ..ot.w1 import sampling_floor, w1_exact
 from .laplace import NETS, LaplaceGuide, LastLayerLaplace, coefficients, features
 
 MAX_PARAMETERS = 2500  # theta's size beyond which H (P^2) and the sensitivities are not built
@@ -129,7 +131,9 @@ def factor_information(
 
     Returns
     -------
-    dict: H (P, P); w1 (K - 1,) the MAP's W1 at each later snapshot; displacement (P, P) the
+    dict: H (P, P); w1 (K - 1,) the MAP's W1 at each later snapshot and floor (K - 1,) the
+    snapshot subsample's sampling floor (W1 between two random halves); the W1 curvature at
+    snapshot k is lambda_ot / max(w1_k, floor_k) times the net move; displacement (P, P) the
     per-snapshot sum_i a_i S_i^T S_i summed over snapshots, and reweighting (P, P) the same
     of the reweighting's equivalent displacement (:func:`reweighting_displacement`), summed
     (both unscaled; H's W1 part uses their net move, cross terms included).
@@ -157,7 +161,7 @@ def factor_information(
     h_total = torch.zeros(n_par, n_par, dtype=torch.float64)
     disp = torch.zeros(n_par, n_par, dtype=torch.float64)
     rew = torch.zeros(n_par, n_par, dtype=torch.float64)
-    w1s = []
+    w1s, floors = [], []
     for k in range(1, len(times)):
         t0, t1 = float(times[k - 1]), float(times[k])
         steps = max(1, math.ceil((t1 - t0) / step_size - 1e-9))
@@ -190,6 +194,11 @@ def factor_information(
         y = subsample(snapshots[k - 1], n_targets)
         w1 = max(w1_exact(x.numpy(), a.numpy(), y.numpy()), 1e-12)
         w1s.append(w1)
+        # a residual below the snapshot's own sampling noise fits that noise; the curvature
+        # must not sharpen with it (the in-sample W1 of a good fit sits below the floor)
+        floor = sampling_floor(y.numpy(), rng=np.random.default_rng([seed, k]))
+        floors.append(floor)
+        scale = max(w1, floor)
         s64, r64 = sens.double(), rsens.double()
         gram = torch.einsum("n,nip,niq->pq", a, s64, s64)
         r = a @ r64  # dlog M_k / dtheta
@@ -199,9 +208,15 @@ def factor_information(
         disp += gram
         rew += torch.einsum("n,nip,niq->pq", a, equiv, equiv)
         combined = torch.einsum("n,nip,niq->pq", a, net, net)
-        h_total += (lambda_ot / w1) * combined + 2.0 * lambda_mass * torch.outer(r, r)
+        h_total += (lambda_ot / scale) * combined + 2.0 * lambda_mass * torch.outer(r, r)
     h_total = 0.5 * (h_total + h_total.T)
-    return {"H": h_total, "w1": np.asarray(w1s), "displacement": disp, "reweighting": rew}
+    return {
+        "H": h_total,
+        "w1": np.asarray(w1s),
+        "floor": np.asarray(floors),
+        "displacement": disp,
+        "reweighting": rew,
+    }
 
 
 @torch.no_grad()
