@@ -1,11 +1,13 @@
 """Summarise benchmarks/uncertainty.sh's runs against issue 10's targets (prints Markdown).
 
-    python benchmarks/uncertainty_summary.py [benchmarks/results/uncertainty]
+    python benchmarks/uncertainty_summary.py [ROOT[=HEAD,...] ...]   (default: the stored runs)
 
-Reads every OUT/*/bench.json and prints: growth calibration per simulator kind and head (mean
-over seeds, with the interval width beside the coverage), the leave-one-out mass intervals
-(covered fraction, median half-width / mass) with held-out W1 per draw and pooled against the
-point head's, and the in-sample W1 (per draw, pooled) against the point head's.
+Reads every ROOT/*/bench.json (or ROOT/bench.json), keeping only the runs of the listed heads
+when ``=HEAD,...`` is given (e.g. ``NEW benchmarks/results/uncertainty=point`` puts a variant's
+runs beside the stored point head's), and prints: growth calibration per simulator kind and
+head (mean over seeds, with the interval width beside the coverage), the leave-one-out mass
+intervals (covered fraction, median half-width / mass) with held-out W1 per draw and pooled
+against the point head's, and the in-sample W1 (per draw, pooled) against the point head's.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ import numpy as np
 from vgfm_bayes.bench import loo_summary
 
 
-def load(root: Path) -> list[dict]:
+def load(root: Path, heads: set[str] | None = None) -> list[dict]:
     runs = []
-    for f in sorted(root.glob("*/bench.json")):
+    for f in sorted(root.glob("*/bench.json")) or [root / "bench.json"]:
         data = json.loads(f.read_text())
-        runs += [r for r in (data["runs"] if isinstance(data, dict) else data) if "metrics" in r]
+        runs += [
+            r
+            for r in (data["runs"] if isinstance(data, dict) else data)
+            if "metrics" in r and (heads is None or r["head"] in heads)
+        ]
     return runs
 
 
@@ -110,10 +116,16 @@ def in_sample(runs: list[dict]) -> list[str]:
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/uncertainty")
-    runs = load(root)
+    runs = []
+    for arg in sys.argv[1:] or ["benchmarks/results/uncertainty"]:
+        root, _, heads = arg.partition("=")
+        runs += load(Path(root), set(heads.split(",")) if heads else None)
+    seeds = sorted({r["seed"] for r in runs if _name(r).startswith("simulator")})
     out = ["# Uncertainty without an oracle: default settings, data as files", ""]
-    out += ["## Growth calibration on the simulators (seeds 0, 1, 2)", "", *simulators(runs)]
+    if len(sys.argv) > 2:
+        out += ["Runs: " + ", ".join(f"`{a}`" for a in sys.argv[1:]), ""]
+    seed_list = ", ".join(str(s) for s in seeds)
+    out += [f"## Growth calibration on the simulators (seeds {seed_list})", "", *simulators(runs)]
     out += ["", "## Leave-one-out total mass and W1 (CSV files)", "", *leave_one_out(runs)]
     out += ["", "## In-sample W1 (CSV files)", "", *in_sample(runs)]
     print("\n".join(out))
