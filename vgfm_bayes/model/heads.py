@@ -127,7 +127,7 @@ class EnsembleHead(Head):
     """
 
     name: str = "ensemble"
-    n_members: int = 10
+    n_members: int = 5
     deterministic: bool = False
 
     def __post_init__(self) -> None:
