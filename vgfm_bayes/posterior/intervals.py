@@ -3,8 +3,9 @@
 Variational heads give as many draws as asked, so their intervals are the draws' empirical
 quantiles. An ensemble's K members are all the posterior there is, and the empirical 5-95%
 quantiles of K members cover a new member only about 62% (K = 5) or 76% (K = 10) of the time
-(the range of K draws covers (K - 1) / (K + 1) of the next one). For members the interval is therefore the Student-t prediction
-interval for one more member: mean +- t_{K-1} * sd * sqrt(1 + 1/K).
+(the range of K draws covers (K - 1) / (K + 1) of the next one). For members the interval is
+therefore the Student-t prediction interval for one more member:
+mean +- t_{K-1} * sd * sqrt(1 + 1/K).
 
 A total mass is positive and grows multiplicatively, so its intervals are taken on log mass
 (for members, a Student-t on log mass, never a negative bound). An observed mass also differs
