@@ -186,8 +186,8 @@ def test_stacked_sampling_follows_each_members_plan(tiny):
 
 
 def test_get_head_options():
-    assert get_head("ensemble").n_members == 10
-    assert get_head("ensemble", n_members=None).n_members == 10
+    assert get_head("ensemble").n_members == 5
+    assert get_head("ensemble", n_members=None).n_members == 5
     assert get_head("point", strict=False, tau_spread=1.0).n_members == 1
     with pytest.raises(ValueError, match="at least 2 members"):
         get_head("ensemble", n_members=1)
