@@ -13,6 +13,7 @@ from vgfm_bayes.model.laplace import (
     LastLayerLaplace,
     allocate,
     coefficients,
+    design,
     evidence,
     mixture_offsets,
     set_mixture,
@@ -113,6 +114,38 @@ def test_evidence_recovers_the_noise_sd():
         sigma = ev["beta"].rsqrt()
         assert torch.all((sigma / torch.tensor([0.3, 0.1]) - 1).abs() < 0.15), sigma
         assert torch.all(ev["gamma"] > p - 1)  # well-determined: every parameter counts
+
+
+def test_outputs_the_features_cannot_explain_stay_finite():
+    """A velocity dimension whose targets are orthogonal to every feature (pure scatter) sends
+    MacKay's alpha far beyond float32 (it was stored as inf, and the mixture's ridge solves and
+    every draw of the velocity's last layer became NaN on 2-snapshot Gaussian data); one that
+    never moves sends beta there too. Both stay finite through fit, mixture and draws."""
+    fields = Fields.build(3, 0.0, 2.0, (8,), (4,))
+    params = fields.init((), generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for b in _batches(4, 200, seed=1):
+        x = torch.cat([b.x, torch.randn(b.size, 1, generator=g)], 1)
+        phi = design(fields, params, PairBatch(x, b.t, b.u, b.gamma), "v")
+        noise = torch.randn(b.size, generator=g).double()
+        noise = noise - phi @ torch.linalg.lstsq(phi, noise).solution  # no feature explains it
+        u = torch.stack([b.u[:, 0], noise.float(), torch.zeros(b.size)], 1)
+        batches.append(PairBatch(x, b.t, u, b.gamma))
+    n_eff = 800.0
+    lap = LastLayerLaplace(fields)
+    info = lap.fit(params, batches, n_eff)
+    for name, buf in lap.state_dict().items():
+        assert torch.isfinite(buf).all(), name
+    assert lap.v_alpha[1] > 1e4 * lap.v_alpha[0]  # no signal: the prior pins the weights
+    assert info["sigma_v"][2] < 1e-3 * info["sigma_v"][0]  # it never moves: no noise either
+    other = [PairBatch(b.x, b.t, b.u + 0.1, b.gamma) for b in batches]
+    weights, offsets = mixture_offsets(lap, params, batches, [(1.0, batches), (1.0, other)], n_eff)
+    assert all(torch.isfinite(o).all() for o in offsets.values())
+    lap.set_mixture(weights, offsets)
+    draws = lap.draw(params, 50)
+    assert all(torch.isfinite(d).all() for d in draws.values())
+    assert draws["v.l1.weight"][:, :, 1:].std(0).max() < 1e-3  # pinned weights barely move
 
 
 def test_allocate_draws_over_components():

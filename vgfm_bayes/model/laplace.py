@@ -110,14 +110,21 @@ def evidence(
     bp = b @ vec  # (out, P): b in G's eigenbasis
     out = y.shape[1]
     alpha = torch.ones(out, dtype=phi.dtype, device=phi.device)
-    beta = 1.0 / y.var(0).clamp_min(1e-12)
+    # A target that never moves has no noise: beta would diverge too. Keep sigma at least 1e-6
+    # of the targets' overall scale (the net's outputs together) so float32 storage stays finite.
+    beta_max = 1e12 / (yy.mean() / n_effective).clamp_min(1e-12)
+    beta = (1.0 / y.var(0).clamp_min(1e-12)).clamp_max(beta_max)
     for _ in range(iters):
         d = alpha[:, None] + beta[:, None] * lam
         m = beta[:, None] * bp / d
         gamma = (beta[:, None] * lam / d).sum(-1)
         resid = (yy - 2 * (m * bp).sum(-1) + (lam * m * m).sum(-1)).clamp_min(1e-300)
-        new_alpha = gamma / (m * m).sum(-1).clamp_min(1e-300)
-        new_beta = (n_effective - gamma) / resid
+        # An output the features cannot explain drives alpha to infinity (MacKay's fixed point
+        # diverges); cap it where the weights' prior sd is 1e-4 of what the data alone give, so
+        # the covariance and the mixture's ridge solves stay finite (weights then fixed at MAP).
+        alpha_max = 1e8 * (1.0 + beta * lam[-1])
+        new_alpha = torch.minimum(gamma / (m * m).sum(-1).clamp_min(1e-300), alpha_max)
+        new_beta = ((n_effective - gamma).clamp_min(1e-6) / resid).clamp_max(beta_max)
         done = torch.all((new_alpha - alpha).abs() <= tol * alpha) and torch.all(
             (new_beta - beta).abs() <= tol * beta
         )
