@@ -121,6 +121,87 @@ def test_a_member_failing_its_checks_falls_back_alone(monkeypatch, caplog):
         torch.testing.assert_close(g.plan.sum(0), b[k], rtol=1e-6, atol=0)
 
 
+def test_without_safe_mode_a_failing_member_gives_none(monkeypatch, caplog):
+    """safe_mode=False (the tuning grid's score): the member that fails its checks is None,
+    logged under its label, with no retry; the other keeps its batched result."""
+    x, y, b = _problems(k=2)
+    f_opt = solve_srot(x[0], y[0], EPS[0], TAU[0], b=b[0], normalize_cost=True, gtol=1e-9).f
+    monkeypatch.setattr(sb, "solve_srot_safe", lambda *a, **kw: pytest.fail("no retry wanted"))
+    with caplog.at_level(logging.INFO, logger="vgfm_bayes.ot"):
+        got = solve_srot_batched(
+            x,
+            y,
+            EPS[:2],
+            TAU[:2],
+            b=b,
+            normalize_cost=True,
+            max_evals=3,
+            f_init=[f_opt, torch.zeros(60, dtype=torch.float64)],
+            labels=["member 0", "member 1"],
+            safe_mode=False,
+        )
+    assert got[1] is None and got[0] is not None and got[0].n_evals == 1
+    assert "member 1: SROT did not converge" in caplog.text
+
+
+def test_compact_direction_is_the_two_loop_recursion():
+    """_direction's compact form (Byrd-Nocedal-Schnabel) against the textbook two-loop
+    recursion, with histories of different lengths in one batch and the Gram matrices kept up
+    to date by _push as the solver does."""
+    gen = torch.Generator().manual_seed(0)
+    k, n = 4, 30
+    h = sb.HISTORY
+    a = torch.randn(k, n, n, generator=gen, dtype=torch.float64)
+    a = a @ a.transpose(1, 2) + torch.eye(n, dtype=torch.float64)  # convex: s.y > 0
+    s_hist, y_hist = (
+        torch.zeros(k, h, n, dtype=torch.float64),
+        torch.zeros(k, h, n, dtype=torch.float64),
+    )
+    sty, yty = torch.zeros(k, h, h, dtype=torch.float64), torch.zeros(k, h, h, dtype=torch.float64)
+    n_hist = torch.zeros(k, dtype=torch.long)
+    for it in range(h + 5):
+        step = torch.randn(k, n, generator=gen, dtype=torch.float64)
+        dy = torch.einsum("kij,kj->ki", a, step)
+        update = torch.tensor([True, it < 7, it < 1, False])
+        u3 = update[:, None, None]
+        s_y, y_s = (
+            torch.linalg.vecdot(step[:, None], y_hist),
+            torch.linalg.vecdot(s_hist, dy[:, None]),
+        )
+        y_y = torch.linalg.vecdot(dy[:, None], y_hist)
+        sty = torch.where(u3, sb._push(sty, (step * dy).sum(1), s_y, y_s), sty)
+        yty = torch.where(u3, sb._push(yty, (dy * dy).sum(1), y_y, y_y), yty)
+        s_hist = torch.where(u3, torch.cat([step[:, None], s_hist[:, :-1]], 1), s_hist)
+        y_hist = torch.where(u3, torch.cat([dy[:, None], y_hist[:, :-1]], 1), y_hist)
+        n_hist = torch.where(update, (n_hist + 1).clamp(max=h), n_hist)
+    assert n_hist.tolist() == [h, 7, 1, 0]
+    torch.testing.assert_close(sty, s_hist @ y_hist.transpose(1, 2))
+    torch.testing.assert_close(yty, y_hist @ y_hist.transpose(1, 2))
+    grad = torch.randn(k, n, generator=gen, dtype=torch.float64)
+    gamma = torch.rand(k, generator=gen, dtype=torch.float64) + 0.1
+    got = sb._direction(grad, s_hist, y_hist, sty, yty, n_hist, gamma)
+    for p in range(k):  # two-loop recursion, one problem at a time
+        q, alphas = -grad[p].clone(), []
+        for j in range(int(n_hist[p])):
+            alphas.append(torch.dot(s_hist[p, j], q) / torch.dot(s_hist[p, j], y_hist[p, j]))
+            q = q - alphas[j] * y_hist[p, j]
+        d = gamma[p] * q
+        for j in reversed(range(int(n_hist[p]))):
+            beta = torch.dot(y_hist[p, j], d) / torch.dot(s_hist[p, j], y_hist[p, j])
+            d = d + (alphas[j] - beta) * s_hist[p, j]
+        torch.testing.assert_close(got[p], d, rtol=1e-10, atol=1e-12)
+        alone = sb._direction(
+            grad[p : p + 1],
+            s_hist[p : p + 1],
+            y_hist[p : p + 1],
+            sty[p : p + 1],
+            yty[p : p + 1],
+            n_hist[p : p + 1],
+            gamma[p : p + 1],
+        )
+        assert torch.equal(alone[0], got[p])  # the same bits in any batch
+
+
 def test_anchored_evaluations_match_full_ones():
     """_Duals' anchored evaluation (two matrix-vector products) gives the full evaluation's
     dual and gradient, and re-anchors once the potential has moved too far."""

@@ -3,12 +3,13 @@
 An ensemble solves SROT (srot.py) once per member and interval, each about 60 evaluations of
 the dual from a warm start. Two things make that cheaper here, for all members together:
 
-- The L-BFGS is vectorised over the K problems, each with its own history of (s, y) pairs and
-  two-loop recursion (per-problem scalars), its own backtracking line search and step sizes,
-  its own stopping rule (max |gradient| <= gtol, as solve_srot): one Python step serves K
-  problems. A problem that stops is dropped from the batch, so its potential no longer
-  changes. (One torch L-BFGS over the K concatenated duals is no answer: its shared
-  quasi-Newton model converges at the worst member's pace, about 6x the evaluations.)
+- The L-BFGS is vectorised over the K problems, each with its own history of (s, y) pairs
+  and quasi-Newton direction (compact form, :func:`_direction`), its own backtracking line
+  search and step sizes, its own stopping rule (max |gradient| <= gtol, as solve_srot): one
+  Python step serves K problems. A problem that stops is dropped from the batch, so its
+  potential no longer changes. (One torch L-BFGS over the K concatenated duals is no
+  answer: its shared quasi-Newton model converges at the worst member's pace, about 6x the
+  evaluations.)
 - An evaluation costs two matrix-vector products on a kernel anchored at an earlier potential
   instead of an exp of all n x m entries (see :class:`_Duals`); the exp was most of the time.
 
@@ -118,19 +119,40 @@ class _Duals:
         return tau * target.sum(1) + eps * (b * lse).sum(1), rows - target
 
 
-def _direction(grad, s_hist, y_hist, rho, h_diag, depth: int) -> torch.Tensor:
-    """L-BFGS's two-loop recursion per problem; history newest first, unused slots zero
-    (exact no-ops), so problems with shorter histories need no mask."""
-    q = -grad
-    alpha = []
-    for j in range(depth):
-        alpha.append(rho[:, j] * torch.linalg.vecdot(s_hist[:, j], q))
-        q = torch.addcmul(q, alpha[j][:, None], y_hist[:, j], value=-1)
-    d = q * h_diag[:, None]
-    for j in reversed(range(depth)):
-        beta = rho[:, j] * torch.linalg.vecdot(y_hist[:, j], d)
-        d = torch.addcmul(d, (alpha[j] - beta)[:, None], s_hist[:, j])
-    return d
+def _direction(grad, s_hist, y_hist, sty, yty, n_hist, h_diag) -> torch.Tensor:
+    """The L-BFGS direction -H g per problem, in the compact form of Byrd, Nocedal and Schnabel
+    (1994, eq. 3.1) rather than the two-loop recursion: a fixed handful of operations instead
+    of 4 per stored pair, whose Python overhead dominated small solves (the tuning grid).
+
+    History newest first: S, Y (L, H, n); sty = S Y^T and yty = Y Y^T (L, H, H), kept up to
+    date pair by pair (:func:`_push`); n_hist (L,) pairs in use, the rest zero. With R the part
+    of S Y^T where s is not newer than y (lower triangular here), D its diagonal, a = S g,
+    c = Y g and q = R^-1 a:
+        H g = gamma g + S^T R^-T (D q + gamma Y Y^T q - gamma c) - gamma Y^T q.
+    Unused slots get a unit diagonal in R and contribute nothing. Every product is a reduction
+    along one problem's own vectors, so the direction does not depend on the batch.
+    """
+    gamma = h_diag[:, None]
+    if int(n_hist.max()) == 0:
+        return -gamma * grad
+    # all HISTORY slots, used or not: a shape that depends on the batch's longest history
+    # would change the reductions' rounding (zero slots are exact no-ops)
+    s, y, g = s_hist, y_hist, grad[:, None]
+    unused = torch.arange(s.shape[1])[None] >= n_hist[:, None]
+    r = torch.tril(sty) + torch.diag_embed(unused.to(sty))
+    a, c = torch.linalg.vecdot(s, g), torch.linalg.vecdot(y, g)  # (L, H)
+    q = torch.linalg.solve_triangular(r, a[..., None], upper=False)[..., 0]
+    inner = sty.diagonal(dim1=1, dim2=2) * q + gamma * ((yty * q[:, None]).sum(-1) - c)
+    top = torch.linalg.solve_triangular(r.transpose(1, 2), inner[..., None], upper=True)[..., 0]
+    return -(gamma * grad + (s * top[..., None]).sum(1) - gamma * (y * q[..., None]).sum(1))
+
+
+def _push(m: torch.Tensor, new_diag, new_row, new_col) -> torch.Tensor:
+    """A history's Gram-type matrix (L, H, H) after a new pair enters at index 0: entry (0, 0)
+    new_diag (L,), row 0 new_row (L, H) and column 0 new_col (L, H) against the old pairs."""
+    row = torch.cat([new_diag[:, None], new_row[:, :-1]], 1)
+    rest = torch.cat([new_col[:, :-1, None], m[:, :-1, :-1]], 2)
+    return torch.cat([row[:, None], rest], 1)
 
 
 def _line_search(duals, live, f, loss, grad, gtd, d, t):
@@ -173,7 +195,11 @@ def _maximise_duals(duals: _Duals, f: torch.Tensor, gtol: float, max_evals: int)
     evals = torch.ones(k_all, dtype=torch.long)
     opts = dict(dtype=f.dtype, device=f.device)
     s_hist, y_hist = torch.zeros(k_all, HISTORY, n, **opts), torch.zeros(k_all, HISTORY, n, **opts)
-    rho, h_diag = torch.zeros(k_all, HISTORY, **opts), torch.ones(k_all, **opts)
+    sty, yty = (
+        torch.zeros(k_all, HISTORY, HISTORY, **opts),
+        torch.zeros(k_all, HISTORY, HISTORY, **opts),
+    )
+    h_diag = torch.ones(k_all, **opts)
     n_hist = torch.zeros(k_all, dtype=torch.long)
     first = torch.ones(k_all, dtype=torch.bool)
     stuck = torch.zeros(k_all, dtype=torch.bool)
@@ -189,15 +215,16 @@ def _maximise_duals(duals: _Duals, f: torch.Tensor, gtol: float, max_evals: int)
             keep, kd = ~stop, ~sd
             live, evals, n_hist, first = live[keep], evals[keep], n_hist[keep], first[keep]
             f, loss, grad, s_hist, y_hist = f[kd], loss[kd], grad[kd], s_hist[kd], y_hist[kd]
-            rho, h_diag = rho[kd], h_diag[kd]
-        d = _direction(grad, s_hist, y_hist, rho, h_diag, int(n_hist.max()))
+            sty, yty, h_diag = sty[kd], yty[kd], h_diag[kd]
+        d = _direction(grad, s_hist, y_hist, sty, yty, n_hist, h_diag)
         gtd = (grad * d).sum(1)
         restart = ~(gtd < 0)  # not a descent direction: steepest descent, history cleared
         if restart.any():
             rc = restart.cpu()
             d[restart] = -grad[restart]
             gtd = torch.where(restart, (grad * d).sum(1), gtd)
-            s_hist[restart], y_hist[restart], rho[restart], h_diag[restart] = 0.0, 0.0, 0.0, 1.0
+            s_hist[restart], y_hist[restart], h_diag[restart] = 0.0, 0.0, 1.0
+            sty[restart], yty[restart] = 0.0, 0.0
             n_hist[rc], first[rc] = 0, True
         first_step = (1.0 / grad.abs().sum(1)).clamp(max=1.0)  # torch's first step
         t = torch.where(first.to(f.device), first_step, torch.ones_like(first_step))
@@ -213,9 +240,13 @@ def _maximise_duals(duals: _Duals, f: torch.Tensor, gtol: float, max_evals: int)
         update = accepted & (ys > 1e-10 * (yy * (step * step).sum(1)).sqrt())
         if update.any():
             u3 = update[:, None, None]
+            s_y = torch.linalg.vecdot(step[:, None], y_hist)  # new s against the old y's
+            y_s = torch.linalg.vecdot(s_hist, dy[:, None])  # the old s's against the new y
+            y_y = torch.linalg.vecdot(dy[:, None], y_hist)
+            sty = torch.where(u3, _push(sty, ys, s_y, y_s), sty)
+            yty = torch.where(u3, _push(yty, yy, y_y, y_y), yty)
             s_hist = torch.where(u3, torch.cat([step[:, None], s_hist[:, :-1]], 1), s_hist)
             y_hist = torch.where(u3, torch.cat([dy[:, None], y_hist[:, :-1]], 1), y_hist)
-            rho = torch.where(update[:, None], torch.cat([1 / ys[:, None], rho[:, :-1]], 1), rho)
             h_diag = torch.where(update, ys / yy, h_diag)
             n_hist = torch.where(update.cpu(), (n_hist + 1).clamp(max=HISTORY), n_hist)
         acc = accepted.cpu()
@@ -241,7 +272,8 @@ def solve_srot_batched(
     f_init: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
     labels: Sequence[str] | None = None,
     fallbacks: list[dict] | None = None,
-) -> list[SROTResult]:
+    safe_mode: bool = True,
+) -> list[SROTResult | None]:
     """Solve K independent SROT problems of one shape at once (see the module docstring).
 
     Parameters
@@ -260,12 +292,15 @@ def solve_srot_batched(
         "SROT problem k").
     fallbacks : receives ``{"problem": k, **record}`` per problem whose plan needed the safe
         mode (record as :func:`solve_srot_safe` returns it).
+    safe_mode : False: a problem whose batched solve fails its checks gives None (logged at
+        info level) instead of the safe-mode retries (a score that treats it as unusable).
 
     Returns
     -------
     list of K SROTResult, each passing the checks of :func:`solve_srot`. A problem whose
     batched solve fails them is solved again alone by :func:`solve_srot_safe` (from its warm
-    start, then the safe-mode ladder), which raises SROTError when no plan passes.
+    start, then the safe-mode ladder), which raises SROTError when no plan passes; with
+    ``safe_mode`` False its entry is None instead.
     """
     n_prob = x.shape[0]
     eps = [float(e) for e in eps]
@@ -302,6 +337,10 @@ def solve_srot_batched(
             out.append(_checked(*args, out=duals.kernels[k]))
             continue
         except SROTError as err:
+            if not safe_mode:
+                log.info("%s: %s", labels[k], err)
+                out.append(None)
+                continue
             log.info("%s: batched solve failed its checks (%s); solving it alone", labels[k], err)
         ak, bk = (None if a is None else a[k]), (None if b is None else b[k])
         res, record = solve_srot_safe(

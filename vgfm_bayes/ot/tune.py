@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..data import Scaling, TimeCourse
-from .srot import SROTError, solve_srot
+from .srot_batched import solve_srot_batched
 from .w1 import EMD_MAX_ITER
 
 log = logging.getLogger(__name__)
@@ -254,21 +254,23 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
     merr = np.full((len(grid), len(folds)), np.inf)
     mass = np.full((len(grid), len(folds)), np.nan)  # predicted mass at each held-out time
     per_cell: dict[tuple[int, int], np.ndarray] = {}
-    for f, k in enumerate(folds):
-        x, y, z, s, ratio, m0, mk = _fold_inputs(data, xs, k, max_cells, seed)
-        xt, yt = torch.tensor(x), torch.tensor(y)  # copies: the time course is read-only
-        b = torch.full((len(y),), ratio, dtype=torch.float64)
-        uniforms = torch.rand(1, n_pairs, dtype=torch.float64, generator=gen)
-        potentials: dict[tuple[float, float], torch.Tensor] = {}
-        for t in sorted(taus, reverse=True):
-            for e in sorted(epss, reverse=True):
-                res = _solve_warm(xt, yt, b, e, t, potentials, k)
-                if res is None:
-                    continue
-                g = grid.index((e, t))
-                w1[g, f], per_cell[g, f], merr[g, f], mass[g, f] = _score_plan(
-                    res.plan, x, y, z, s, m0, mk, uniforms
-                )
+    inputs = [_fold_inputs(data, xs, k, max_cells, seed) for k in folds]
+    uniforms = [torch.rand(1, n_pairs, dtype=torch.float64, generator=gen) for _ in folds]
+    potentials: list[dict[tuple[float, float], torch.Tensor]] = [{} for _ in folds]
+    # Warm starts: the largest eps walks tau downwards (each solve from the next larger tau);
+    # every smaller eps starts from the next larger eps at its tau. So after the first chain,
+    # all taus of one eps (and every fold) are one batch of independent solves (srot_batched).
+    eps_desc, tau_desc = sorted(epss, reverse=True), sorted(taus, reverse=True)
+    stages = [[(eps_desc[0], t)] for t in tau_desc] + [
+        [(e, t) for t in tau_desc] for e in eps_desc[1:]
+    ]
+    for stage in stages:
+        for (e, t, f), res in _solve_batch(inputs, stage, potentials, folds).items():
+            x, y, z, s, _, m0, mk = inputs[f]
+            g = grid.index((e, t))
+            w1[g, f], per_cell[g, f], merr[g, f], mass[g, f] = _score_plan(
+                res.plan, x, y, z, s, m0, mk, uniforms[f]
+            )
     ok = np.isfinite(w1).all(1) & np.isfinite(merr).all(1)
     score = np.where(ok, w1.sum(1) + merr.sum(1), np.inf)
     weights = _bootstrap_weights(data, folds, per_cell, mass, ok, n_boot, seed)
@@ -296,25 +298,54 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
     return TuneResult(rows, folds, best, time.perf_counter() - start, False, options, observed)
 
 
-def _solve_warm(x, y, b, eps, tau, potentials, fold):
-    """SROT at (eps, tau) started from the nearest solved setting: the next larger eps at this
-    tau, else this eps at the next larger tau (f rescaled by the tau ratio: a_i exp(-f_i/tau)
-    = r_i at the optimum). Stored in ``potentials``; None when no plan passes the checks."""
+def _warm_init(potentials, eps, tau):
+    """The start of SROT at (eps, tau) from the nearest solved setting of one fold: the next
+    larger eps at this tau, else this eps at the next larger tau (f rescaled by the tau ratio:
+    a_i exp(-f_i/tau) = r_i at the optimum); None (a cold start) when neither is solved."""
     larger_eps = [e for (e, t) in potentials if t == tau and e > eps]
     larger_tau = [t for (e, t) in potentials if e == eps and t > tau]
-    f_init = None
     if larger_eps:
-        f_init = potentials[min(larger_eps), tau]
-    elif larger_tau:
+        return potentials[min(larger_eps), tau]
+    if larger_tau:
         t0 = min(larger_tau)
-        f_init = potentials[eps, t0] * (tau / t0)
-    try:
-        res = solve_srot(x, y, eps, tau, normalize_cost=True, b=b, f_init=f_init, **SOLVE)
-    except SROTError as err:
-        log.info("tuning: no plan at eps=%g tau=%g (fold %d): %s", eps, tau, fold, err)
-        return None
-    potentials[eps, tau] = res.f
-    return res
+        return potentials[eps, t0] * (tau / t0)
+    return None
+
+
+def _solve_batch(inputs, settings, potentials, folds) -> dict:
+    """SROT at every (eps, tau) of ``settings`` for every fold, as batches of one shape;
+    {(eps, tau, fold): result} for the plans that pass the checks (a failure marks the setting
+    unusable on that fold, no retry). Each solved potential is stored in its fold's
+    ``potentials`` for the next settings."""
+    groups: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    for f, (x, y, *_) in enumerate(inputs):
+        groups.setdefault((len(x), len(y)), []).extend((e, t, f) for e, t in settings)
+    out = {}
+    for jobs in groups.values():
+        results = solve_srot_batched(
+            torch.stack([torch.tensor(inputs[f][0]) for *_, f in jobs]),  # copies: read-only
+            torch.stack([torch.tensor(inputs[f][1]) for *_, f in jobs]),
+            [e for e, _, _ in jobs],
+            [t for _, t, _ in jobs],
+            normalize_cost=True,
+            b=torch.stack(
+                [
+                    torch.full((len(inputs[f][1]),), inputs[f][4], dtype=torch.float64)
+                    for *_, f in jobs
+                ]
+            ),
+            f_init=[_warm_init(potentials[f], e, t) for e, t, f in jobs],
+            labels=[
+                f"tuning: no plan at eps={e:g} tau={t:g} (fold {folds[f]})" for e, t, f in jobs
+            ],
+            safe_mode=False,
+            **SOLVE,
+        )
+        for (e, t, f), res in zip(jobs, results, strict=True):
+            if res is not None:
+                potentials[f][e, t] = res.f
+                out[e, t, f] = res
+    return out
 
 
 def _bootstrap_weights(data, folds, per_cell, mass, ok, n_boot, seed) -> np.ndarray:
