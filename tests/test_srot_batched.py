@@ -85,29 +85,36 @@ def test_members_do_not_depend_on_their_batch():
     assert len({r.n_evals for r in every}) > 2
 
 
+def _one_at_optimum_one_starved(**options):
+    """Two problems batched: member 0 starts at its optimum, member 1 far off with a budget of
+    3 evaluations (it fails its checks). Returns (b, results)."""
+    x, y, b = _problems(k=2)
+    f_opt = solve_srot(x[0], y[0], EPS[0], TAU[0], b=b[0], normalize_cost=True, gtol=1e-9).f
+    got = solve_srot_batched(
+        x,
+        y,
+        EPS[:2],
+        TAU[:2],
+        b=b,
+        normalize_cost=True,
+        max_evals=3,
+        f_init=[f_opt, torch.zeros(60, dtype=torch.float64)],
+        labels=["member 0", "member 1"],
+        **options,
+    )
+    return b, got
+
+
 def test_a_member_failing_its_checks_falls_back_alone(monkeypatch, caplog):
     """Member 0 starts at its optimum (converges at once); member 1 starts far off with a
     budget of 3 evaluations and fails its checks in the batch: it alone is solved again by
     solve_srot_safe, whose ladder records the fallback."""
-    x, y, b = _problems(k=2)
-    f_opt = solve_srot(x[0], y[0], EPS[0], TAU[0], b=b[0], normalize_cost=True, gtol=1e-9).f
     calls = []
     safe = sb.solve_srot_safe
     monkeypatch.setattr(sb, "solve_srot_safe", lambda *a, **kw: calls.append(kw) or safe(*a, **kw))
     records: list[dict] = []
     with caplog.at_level(logging.INFO, logger="vgfm_bayes.ot"):
-        got = solve_srot_batched(
-            x,
-            y,
-            EPS[:2],
-            TAU[:2],
-            b=b,
-            normalize_cost=True,
-            max_evals=3,
-            f_init=[f_opt, torch.zeros(60, dtype=torch.float64)],
-            labels=["member 0", "member 1"],
-            fallbacks=records,
-        )
+        b, got = _one_at_optimum_one_starved(fallbacks=records)
     assert [c["label"] for c in calls] == ["member 1"]
     assert got[0].n_evals == 1  # the batched result, unchanged
     (record,) = records
@@ -124,22 +131,9 @@ def test_a_member_failing_its_checks_falls_back_alone(monkeypatch, caplog):
 def test_without_safe_mode_a_failing_member_gives_none(monkeypatch, caplog):
     """safe_mode=False (the tuning grid's score): the member that fails its checks is None,
     logged under its label, with no retry; the other keeps its batched result."""
-    x, y, b = _problems(k=2)
-    f_opt = solve_srot(x[0], y[0], EPS[0], TAU[0], b=b[0], normalize_cost=True, gtol=1e-9).f
     monkeypatch.setattr(sb, "solve_srot_safe", lambda *a, **kw: pytest.fail("no retry wanted"))
     with caplog.at_level(logging.INFO, logger="vgfm_bayes.ot"):
-        got = solve_srot_batched(
-            x,
-            y,
-            EPS[:2],
-            TAU[:2],
-            b=b,
-            normalize_cost=True,
-            max_evals=3,
-            f_init=[f_opt, torch.zeros(60, dtype=torch.float64)],
-            labels=["member 0", "member 1"],
-            safe_mode=False,
-        )
+        _, got = _one_at_optimum_one_starved(safe_mode=False)
     assert got[1] is None and got[0] is not None and got[0].n_evals == 1
     assert "member 1: SROT did not converge" in caplog.text
 

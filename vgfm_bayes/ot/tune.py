@@ -321,19 +321,15 @@ def _solve_batch(inputs, settings, potentials, folds) -> dict:
     for f, (x, y, *_) in enumerate(inputs):
         groups.setdefault((len(x), len(y)), []).extend((e, t, f) for e, t in settings)
     out = {}
-    for jobs in groups.values():
+    for (_, m), jobs in groups.items():
+        ratios = torch.tensor([inputs[f][4] for *_, f in jobs], dtype=torch.float64)
         results = solve_srot_batched(
             torch.stack([torch.tensor(inputs[f][0]) for *_, f in jobs]),  # copies: read-only
             torch.stack([torch.tensor(inputs[f][1]) for *_, f in jobs]),
             [e for e, _, _ in jobs],
             [t for _, t, _ in jobs],
             normalize_cost=True,
-            b=torch.stack(
-                [
-                    torch.full((len(inputs[f][1]),), inputs[f][4], dtype=torch.float64)
-                    for *_, f in jobs
-                ]
-            ),
+            b=ratios[:, None].expand(-1, m).contiguous(),  # every target cell: the mass ratio
             f_init=[_warm_init(potentials[f], e, t) for e, t, f in jobs],
             labels=[
                 f"tuning: no plan at eps={e:g} tau={t:g} (fold {folds[f]})" for e, t, f in jobs
