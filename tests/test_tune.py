@@ -11,8 +11,9 @@ import pytest
 from tests.tiny import TINY, write_csv
 from vgfm_bayes import VGFM, TimeCourse
 from vgfm_bayes.cli import main
-from vgfm_bayes.data import simulate
-from vgfm_bayes.ot.tune import TuneResult, allocate_members, tune_srot
+from vgfm_bayes.data import Scaling, simulate
+from vgfm_bayes.ot import interval_plans
+from vgfm_bayes.ot.tune import TuneResult, allocate_members, one_standard_error, tune_srot
 
 
 def _translation(n=120, shift=(2.0, 0.0), seed=0) -> TimeCourse:
@@ -62,6 +63,34 @@ def test_unidentifiable_growth_leaves_the_weight_spread():
     weights = np.array([r["weight"] for r in res.rows])
     assert weights.max() < 0.8
     assert (weights > 0.02).sum() >= 3
+
+
+def test_one_standard_error_rule_takes_a_larger_tau_only_within_the_noise():
+    grid = [(0.01, 0.1), (0.03, 1.0), (0.01, 1.0), (0.01, 10.0), (0.01, 100.0)]
+    score = [1.0, 1.04, 1.02, 1.5, np.inf]
+    assert one_standard_error(grid, score, [0.0, 0.05, 0.05, 0.05, np.nan]) == 2
+    assert one_standard_error(grid, score, [0.0, 0.01, 0.01, 0.05, np.nan]) == 0
+    assert one_standard_error(grid, score, [0.0, 0.01, 0.01, 0.6, np.nan]) == 3
+
+
+def _target_rmse(gt, eps: float, tau: float) -> float:
+    plans = interval_plans(Scaling.fit(gt.data).apply(gt.data), eps, tau, True)
+    gam = np.concatenate([p.growth_targets.double().numpy() for p in plans])
+    return float(np.sqrt(np.mean((gam - np.concatenate(gt.growth[:-1])) ** 2)))
+
+
+def test_the_setting_used_has_better_growth_targets_than_the_lowest_score():
+    # seed 4 of the separated simulator (not one the rule was developed on): the lowest score
+    # sits at the grid's smallest tau, within noise of larger ones, whose targets are far better
+    gt = simulate("separated", seed=4)
+    res = tune_srot(gt.data)
+    ok = [r for r in res.rows if r["ok"]]
+    low = min(ok, key=lambda r: r["score"])
+    assert res.best["tau"] > low["tau"]
+    chosen = next(r for r in ok if (r["eps"], r["tau"]) == (res.best["eps"], res.best["tau"]))
+    assert chosen["score"] - low["score"] <= chosen["se"]
+    used = _target_rmse(gt, res.best["eps"], res.best["tau"])
+    assert used < 0.8 * _target_rmse(gt, low["eps"], low["tau"])
 
 
 def test_two_snapshots_fall_back_with_a_warning(caplog):

@@ -133,7 +133,10 @@ def tune(args) -> None:
         result = tune_srot(data, seed=args.seed)
     print(result.table() if result.rows else "(fewer than 3 snapshots: nothing to score)")
     best = result.best
-    print(f"\nbest: eps={best['eps']:g} tau={best['tau']:g} (max-normalised cost)")
+    print(
+        f"\nbest: eps={best['eps']:g} tau={best['tau']:g} (max-normalised cost; the largest tau"
+        " within one standard error of the lowest score)"
+    )
     print(
         "mixture: "
         + ", ".join(
