@@ -296,10 +296,10 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
             )
     ok = np.isfinite(w1).all(1) & np.isfinite(merr).all(1)
     score = np.where(ok, w1.sum(1) + merr.sum(1), np.inf)
-    boot = _bootstrap_scores(data, folds, per_cell, mass, ok, n_boot, seed)
     weights = np.zeros(len(grid))
     se = np.full(len(grid), np.nan)
     if ok.any():
+        boot = _bootstrap_scores(data, folds, per_cell, mass, ok, n_boot, seed)
         weights = np.bincount(boot.argmin(1), minlength=len(grid)) / n_boot
         low = int(np.argmin(score))
         se[ok] = (boot[:, ok] - boot[:, [low]]).std(0)
@@ -382,12 +382,10 @@ def _solve_batch(inputs, settings, potentials, folds) -> dict:
 
 def _bootstrap_scores(data, folds, per_cell, mass, ok, n_boot, seed) -> np.ndarray:
     """Scores under a Bayesian bootstrap of the held-out cells and the observed masses'
-    counting noise, shape (n_boot, S); inf where a setting is unusable."""
+    counting noise, shape (n_boot, S); inf where a setting is unusable (at least one usable)."""
     rng = np.random.default_rng([seed, 7])
     valid = np.flatnonzero(ok)
     total = np.zeros((n_boot, len(ok)))
-    if valid.size == 0:
-        return np.full((n_boot, len(ok)), np.inf)
     for f, k in enumerate(folds):
         costs = np.stack([per_cell[g, f] for g in valid])  # (S_ok, m)
         total[:, valid] += rng.dirichlet(np.ones(costs.shape[1]), size=n_boot) @ costs.T
