@@ -15,20 +15,16 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from vgfm_bayes.data import Scaling, simulate
-from vgfm_bayes.ot import interval_plans
+from vgfm_bayes.data import simulate
+from vgfm_bayes.metrics import srot_target_quality
 from vgfm_bayes.ot.tune import tune_srot
 
 
 def target_quality(gt, eps: float, tau: float) -> tuple[float, float]:
     """(RMSE, Spearman) of the SROT growth targets against the true growth, all intervals."""
-    internal = Scaling.fit(gt.data).apply(gt.data)
-    plans = interval_plans(internal, eps, tau, True)
-    gam = np.concatenate([p.growth_targets.double().numpy() for p in plans])
-    truth = np.concatenate(gt.growth[:-1])
-    return float(np.sqrt(np.mean((gam - truth) ** 2))), float(spearmanr(gam, truth)[0])
+    q = srot_target_quality(gt.data, gt.growth, eps, tau)
+    return q["rmse"], q["spearman"]
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import pytest
 from tests.tiny import TINY, write_csv
 from vgfm_bayes import VGFM, TimeCourse
 from vgfm_bayes.cli import main
-from vgfm_bayes.data import Scaling, simulate
-from vgfm_bayes.ot import interval_plans
+from vgfm_bayes.data import simulate
+from vgfm_bayes.metrics import srot_target_quality
 from vgfm_bayes.ot.tune import TuneResult, allocate_members, one_standard_error, tune_srot
 
 
@@ -74,9 +74,7 @@ def test_one_standard_error_rule_takes_a_larger_tau_only_within_the_noise():
 
 
 def _target_rmse(gt, eps: float, tau: float) -> float:
-    plans = interval_plans(Scaling.fit(gt.data).apply(gt.data), eps, tau, True)
-    gam = np.concatenate([p.growth_targets.double().numpy() for p in plans])
-    return float(np.sqrt(np.mean((gam - np.concatenate(gt.growth[:-1])) ** 2)))
+    return srot_target_quality(gt.data, gt.growth, eps, tau)["rmse"]
 
 
 def test_the_setting_used_has_better_growth_targets_than_the_lowest_score():
@@ -167,3 +165,16 @@ def test_cli_tune_prints_the_table(tmp_path, tiny, capsys):
     out = capsys.readouterr().out
     assert "| eps | tau | score |" in out and "best: eps=" in out
     assert json.loads((tmp_path / "t.json").read_text())["folds"] == [1]
+
+
+def test_srot_target_quality_scores_the_targets_against_the_truth():
+    gt = simulate("separated", seed=0)
+    good = srot_target_quality(gt.data, gt.growth, 0.03, 0.316)
+    assert good["spearman"] > 0.85 and good["rmse"] < 0.2
+    # the same targets against a truth that does not belong to the cells: no rank agreement
+    rng = np.random.default_rng(0)
+    shuffled = [rng.permutation(g) for g in gt.growth]
+    bad = srot_target_quality(gt.data, shuffled, 0.03, 0.316)
+    assert abs(bad["spearman"]) < 0.2 and bad["rmse"] > good["rmse"]
+    with pytest.raises(ValueError, match="source cells"):
+        srot_target_quality(gt.data, [g[:-1] for g in gt.growth], 0.03, 0.316)

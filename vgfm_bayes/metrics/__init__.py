@@ -7,6 +7,7 @@ from .calibration import (
     interval_coverage,
     mass_interval_covers,
     spearman,
+    srot_target_quality,
 )
 from .distribution import relative_mass_error, score, w1_minibatch
 
@@ -19,5 +20,6 @@ __all__ = [
     "sampling_floor",
     "score",
     "spearman",
+    "srot_target_quality",
     "w1_minibatch",
 ]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import Scaling
+from ..ot import interval_plans
 from ..posterior import central_interval
 
 
@@ -88,3 +90,26 @@ def growth_calibration(
         "mean_width": float((hi - lo).mean()),
         "rmse": float(np.sqrt(((draws.mean(0) - truth) ** 2).mean())),
     }
+
+
+def srot_target_quality(data, growth, eps: float, tau: float) -> dict[str, float]:
+    """How good one SROT setting's growth targets are against a known truth (no network trained).
+
+    Parameters
+    ----------
+    data : TimeCourse -- the snapshots, in user units (standardised here, as the tuning score
+        and auto fits see them: the setting is on the max-normalised cost).
+    growth : sequence of ndarray, each (n_k,) -- the true growth rate of every cell.
+    eps, tau : the SROT setting.
+
+    Returns
+    -------
+    dict: "rmse" and "spearman" of gamma_i = log(r_i) / dt against the true growth of the source
+    cells of every interval.
+    """
+    plans = interval_plans(Scaling.fit(data).apply(data), eps, tau, True)
+    gam = np.concatenate([p.growth_targets.double().cpu().numpy() for p in plans])
+    truth = np.concatenate([np.asarray(g, dtype=np.float64) for g in growth[:-1]])
+    if gam.shape != truth.shape:
+        raise ValueError(f"growth has {truth.size} source cells, the data {gam.size}")
+    return {"rmse": float(np.sqrt(np.mean((gam - truth) ** 2))), "spearman": spearman(gam, truth)}
