@@ -5,7 +5,7 @@ import pytest
 
 from vgfm_bayes.data import TimeCourse
 from vgfm_bayes.metrics import score
-from vgfm_bayes.ot import w1_exact
+from vgfm_bayes.ot import solve_in_threads, w1_exact, w1_exact_many
 from vgfm_bayes.posterior import Trajectories
 
 
@@ -72,3 +72,27 @@ def test_mass_half_width_relative_to_the_observed_mass():
     assert out["mass_halfwidth_rel"] == pytest.approx([(hi - lo) / 4])
     assert out["mass_halfwidth_rel_held_out"] == out["mass_halfwidth_rel"][0]
     assert out["w1_pooled_held_out"] == out["w1_pooled"][0]
+
+
+def test_exact_emds_in_threads_are_the_sequential_ones_in_order():
+    rng = np.random.default_rng(3)
+    problems = [
+        (rng.normal(size=(20 + i, 2)), rng.random(20 + i), rng.normal(size=(25, 2)) + i)
+        for i in range(7)
+    ]
+    assert w1_exact_many(problems) == [w1_exact(*p) for p in problems]
+    assert solve_in_threads(lambda i: i * i, range(9)) == [i * i for i in range(9)]
+    assert w1_exact_many([]) == []
+
+
+def test_score_per_draw_w1_is_each_draws_exact_w1_at_every_time():
+    rng = np.random.default_rng(4)
+    s, n = 5, 30
+    x = rng.normal(size=(s, 3, n, 2))
+    x[:, 0] = 0.0
+    log_w = np.full((s, 3, n), -np.log(n))
+    traj = Trajectories(np.array([0.0, 1.0, 2.0]), x, log_w)
+    ys = (np.zeros((n, 2)), rng.normal(size=(40, 2)), rng.normal(size=(35, 2)) + 1)
+    out = score(traj, TimeCourse(np.array([0.0, 1.0, 2.0]), ys, None))
+    expected = [[w1_exact(x[d, k], np.ones(n), ys[k]) for k in (1, 2)] for d in range(s)]
+    np.testing.assert_allclose(out["w1"], np.mean(expected, axis=0), rtol=0, atol=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import TimeCourse
-from ..ot import w1_exact
+from ..ot import w1_exact, w1_exact_many
 from ..posterior import Trajectories
 
 
@@ -103,23 +103,32 @@ def score(
     exact = [n_particles * len(data.x[k]) <= exact_max_pairs for k in ks]
     rng = np.random.default_rng(0)
 
-    def w1_at(s: int, i: int, k: int) -> float:
-        if exact[i]:
-            return w1_exact(traj.x[s, k], w[s, k], data.x[k])
-        return w1_minibatch(
-            traj.x[s, k], w[s, k], data.x[k], minibatch_size, minibatch_repeats, rng
-        )
-
-    w1_draws = np.array([[w1_at(s, i, k) for i, k in enumerate(ks)] for s in range(w.shape[0])])
-    w1 = w1_draws.mean(0)
+    # exact EMDs are solved together in threads; mini-batch estimates stay in their sequential
+    # order, so they draw the same random numbers as a one-by-one loop would
     n_draws = w.shape[0]
-    pooled, pooled_particles = [], []
+    w1_draws = np.zeros((n_draws, len(ks)))
+    exact_jobs: list[tuple[int, int]] = []
+    for s in range(n_draws):
+        for i, k in enumerate(ks):
+            if exact[i]:
+                exact_jobs.append((s, i))
+            else:
+                w1_draws[s, i] = w1_minibatch(
+                    traj.x[s, k], w[s, k], data.x[k], minibatch_size, minibatch_repeats, rng
+                )
+    solved = w1_exact_many((traj.x[s, ks[i]], w[s, ks[i]], data.x[ks[i]]) for s, i in exact_jobs)
+    for (s, i), value in zip(exact_jobs, solved, strict=True):
+        w1_draws[s, i] = value
+    w1 = w1_draws.mean(0)
+    pooled: list[float] = [0.0] * len(ks)
+    pooled_particles = []
+    pooled_jobs: list[tuple[int, tuple]] = []
     for i, k in enumerate(ks):
         budget = max(pooled_max_pairs // len(data.x[k]), n_particles)
         each = n_particles if not exact[i] else min(n_particles, max(1, budget // n_draws))
         pooled_particles.append(int(each))
         if n_draws == 1:  # the pooled predictive is the one draw
-            pooled.append(float(w1[i]))
+            pooled[i] = float(w1[i])
             continue
         if each == n_particles:
             keep = np.broadcast_to(np.arange(n_particles), (n_draws, n_particles))
@@ -130,11 +139,13 @@ def score(
         w_keep = w[rows, k, keep]
         w_pool = (w_keep / w_keep.sum(-1, keepdims=True)).reshape(-1) / n_draws
         if exact[i]:
-            pooled.append(w1_exact(x_pool, w_pool, data.x[k]))
+            pooled_jobs.append((i, (x_pool, w_pool, data.x[k])))
         else:
-            pooled.append(
-                w1_minibatch(x_pool, w_pool, data.x[k], minibatch_size, minibatch_repeats, rng)
+            pooled[i] = w1_minibatch(
+                x_pool, w_pool, data.x[k], minibatch_size, minibatch_repeats, rng
             )
+    for (i, _), value in zip(pooled_jobs, w1_exact_many(p for _, p in pooled_jobs), strict=True):
+        pooled[i] = value
     mass_mean = mass[:, ks].mean(0)
     observed = data.masses[ks]
     rme = relative_mass_error(mass_mean, observed)

@@ -17,7 +17,7 @@ from .sinkhorn import sinkhorn_divergence
 from .srot import SROTError, SROTResult, solve_srot, solve_srot_safe, squared_cost
 from .srot_batched import solve_srot_batched
 from .targets import IntervalPlan, PairBatch, interval_plans, sample_pairs
-from .w1 import sampling_floor, w1_exact, w1_loss
+from .w1 import sampling_floor, solve_in_threads, w1_exact, w1_exact_many, w1_loss
 
 __all__ = [
     "IntervalPlan",
@@ -44,6 +44,8 @@ __all__ = [
     "solve_srot_batched",
     "solve_srot_safe",
     "squared_cost",
+    "solve_in_threads",
     "w1_exact",
+    "w1_exact_many",
     "w1_loss",
 ]
