@@ -16,9 +16,7 @@ n_effective, so lambda_ot and lambda_mass weigh it against the per-pair regressi
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Literal
@@ -30,7 +28,7 @@ from pyro.distributions import constraints
 
 from ..nn import Fields
 from ..ot import PairBatch, sinkhorn_divergence, w1_loss
-from ..ot.w1 import emd_solution, w1_from_solution, w1_inputs
+from ..ot.w1 import emd_solution, solve_in_threads, w1_from_solution, w1_inputs
 from .dynamics import simulate
 
 
@@ -316,7 +314,6 @@ class DistributionFit:
         if w1 not in ("emd", "sinkhorn"):
             raise ValueError(f"w1 must be 'emd' or 'sinkhorn', got {w1!r}")
         self.w1 = w1
-        self._pool: ThreadPoolExecutor | None = None
         cells = torch.cat([x0, *snapshots])
         self.diameter = float((cells.max(0).values - cells.min(0).values).norm())
         self.blur = blur * self.diameter
@@ -335,15 +332,12 @@ class DistributionFit:
 
     def _distances(self, pairs: list[tuple]) -> list[torch.Tensor]:
         """W1 of every (particles, log-weights, cells) triple. The exact EMDs are solved in
-        threads (POT's network simplex releases the GIL); the autograd graph is built here, in
-        order, so results stay bitwise reproducible."""
-        workers = min(len(pairs), os.cpu_count() or 1)
-        if self.w1 != "emd" or workers < 2:
+        threads (ot.solve_in_threads); the autograd graph is built here, in order, so results
+        stay bitwise those of one-by-one w1_loss calls."""
+        if self.w1 != "emd":
             return [self._distance(*p) for p in pairs]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=workers)
         inputs = [w1_inputs(*p) for p in pairs]
-        solutions = list(self._pool.map(lambda ac: emd_solution(*ac), inputs))
+        solutions = solve_in_threads(lambda ac: emd_solution(*ac), inputs)
         return [
             w1_from_solution(a, cost, *sol).to(x.dtype)
             for (a, cost), sol, (x, _, _) in zip(inputs, solutions, pairs, strict=True)
