@@ -2,10 +2,14 @@
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from tests.tiny import HEADS_TINY, make_tiny
 from vgfm_bayes import VGFM
+from vgfm_bayes.data import Scaling
+from vgfm_bayes.infer import settings as resolve
+from vgfm_bayes.ot.srot import solve_srot
 from vgfm_bayes.ot.tune import TuneResult, tune_srot
 from vgfm_bayes.posterior import mass_interval
 
@@ -106,3 +110,51 @@ def test_bayesian_heads_record_it_and_the_point_head_stays_degenerate():
     d = bayes.resolved["mass_discrepancy"]
     assert d["dof"] == tc.n_times - 2
     assert bayes.evaluate(samples=8)["mass_noise"] == [d["sd"], d["dof"]]
+
+
+def _raw_cost_mass(tc, eps, tau, scale):
+    """The held-out mass at t_1 predicted from SROT between snapshots 0 and 2 on the raw cost
+    of the coordinates divided by ``scale``, solved directly."""
+    x, y = (torch.tensor(tc.x[i] / scale) for i in (0, 2))
+    ratio = tc.masses[2] / tc.masses[0] * len(x) / len(y)
+    res = solve_srot(x, y, eps, tau, b=torch.full((len(y),), ratio, dtype=torch.float64))
+    s = (tc.times[1] - tc.times[0]) / (tc.times[2] - tc.times[0])
+    return tc.masses[0] * float(np.mean(res.row_sums.numpy() ** s))
+
+
+def test_a_raw_cost_setting_is_scored_on_its_own_plan():
+    # a bundled data set's setting is on the raw cost in the fit's units: the score must solve
+    # that problem (the normalised one at eps, tau / its max cost), not the numbers as given
+    tc = make_tiny(counts=(30, 36, 60))
+    tc = type(tc)(tc.times, tc.x, np.array([1.0, 1.3, 2.5]))
+    eps, tau, scale = 0.05, 0.3, 0.5
+    one = tune_srot(tc, taus=(tau,), epss=(eps,), raw_cost_scale=scale)
+    assert one.best == {"eps": eps, "tau": tau, "normalize_cost": False}
+    expected = _raw_cost_mass(tc, eps, tau, scale)
+    assert one.rows[0]["mass"][0] == pytest.approx(expected, rel=2e-3)
+    # the same numbers on the normalised cost are another problem, with another mass
+    normalised = tune_srot(tc, taus=(tau,), epss=(eps,)).rows[0]["mass"][0]
+    assert abs(normalised - expected) > 20 * abs(one.rows[0]["mass"][0] - expected)
+
+
+def test_fixed_settings_take_the_discrepancy_of_their_own_plans(monkeypatch):
+    tc = make_tiny()
+    fixed = {"eps": 0.01, "tau": 1.0, "normalize_cost": False}
+    bayes = VGFM.from_zoo("last_layer", **HEADS_TINY, **fixed, seed=0).fit(tc, progress=False)
+    scale = Scaling.fit(tc).scale  # a file is standardised: the setting is in those units
+    own = tune_srot(tc, taus=(1.0,), epss=(0.01,), raw_cost_scale=scale).mass_discrepancy()
+    assert bayes.resolved["mass_discrepancy"] == own
+    assert own != tune_srot(tc, taus=(1.0,), epss=(0.01,), raw_cost_scale=1.0).mass_discrepancy()
+    # a setting without a plan between every other snapshot: the score's best settings stand in
+    calls = []
+
+    def no_plan(data, **kw):
+        calls.append(kw)
+        if "taus" in kw:
+            return TuneResult([], [1], dict(fixed), fallback=True)
+        return tune_srot(data, **kw)
+
+    monkeypatch.setattr(resolve, "tune_srot", no_plan)
+    found = resolve.fixed_discrepancy(fixed, tc, 0, 1.0)
+    assert len(calls) == 2 and "taus" not in calls[1]
+    assert found == tune_srot(tc).mass_discrepancy()

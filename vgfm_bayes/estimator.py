@@ -160,7 +160,11 @@ class VGFM(PosteriorOutputs, ScverseOutputs):
         self.model = self.guide = self.history = None
         self.scaling = resolve.fit_scaling(c, data, train_data)
         self.settings = resolve.resolve_settings(
-            c, train_data, data.name, deterministic=self.head.deterministic
+            c,
+            train_data,
+            data.name,
+            deterministic=self.head.deterministic,
+            scale=self.scaling.scale,
         )
         self._solve(self.scaling.apply(train_data))
         return self

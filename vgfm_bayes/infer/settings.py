@@ -17,6 +17,7 @@ mini-batch SROT options.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ from ..model import Head, get_head, vgfm_sigmas
 from ..ot import Members
 from ..ot.tune import tune_srot
 from .config import ConfigError, FitConfig
+
+log = logging.getLogger(__name__)
 
 # what a fit produces (as opposed to the settings it resolves before training): saved apart
 # from them since run format 2 (infer/run_folder.py), and split off when reading format 1
@@ -85,18 +88,25 @@ def fit_scaling(config: FitConfig, data: TimeCourse, train_data: TimeCourse) -> 
 
 
 def resolve_settings(
-    config: FitConfig, data: TimeCourse, name: str, *, deterministic: bool
+    config: FitConfig,
+    data: TimeCourse,
+    name: str,
+    *,
+    deterministic: bool,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """Fill every 'auto' (None) setting from the training data ``data`` and the data set's
     ``name`` (a bundled data set brings its SROT settings unless "auto" is asked).
 
     deterministic : the head's draws are all the same (point): its mass interval needs no
         held-out mass discrepancy.
+    scale : the fit's internal unit of length in ``data``'s units (``Scaling.scale``): a
+        setting on the raw cost applies to the cost in those units.
     """
     c = config
     sigma_v, sigma_g = vgfm_sigmas(data.dim)
     return {
-        **resolve_srot(config, data, name, deterministic=deterministic),
+        **resolve_srot(config, data, name, deterministic=deterministic, scale=scale),
         "n_effective": c.n_effective or float(data.counts[:-1].sum()),
         "sigma_v": c.sigma_v or sigma_v,
         "sigma_g": c.sigma_g or sigma_g,
@@ -105,11 +115,17 @@ def resolve_settings(
 
 
 def resolve_srot(
-    config: FitConfig, data: TimeCourse, name: str, *, deterministic: bool
+    config: FitConfig,
+    data: TimeCourse,
+    name: str,
+    *,
+    deterministic: bool,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """eps, tau, normalize_cost: given, bundled, or chosen by the held-out-snapshot score
     (ot/tune.py) with its table and the mixture of the best settings; for Bayesian heads also
-    the held-out mass discrepancy."""
+    the held-out mass discrepancy. ``scale``: the fit's internal unit of length in ``data``'s
+    units (``Scaling.scale``), where a raw-cost setting applies."""
     c = config
     ds = DATASETS[name].ot if name in DATASETS else {}
     auto = [
@@ -122,11 +138,7 @@ def resolve_srot(
         }
         if deterministic:
             return fixed
-        # the heads' mass intervals need the held-out discrepancy: it is taken from the
-        # score's own mixture of settings (the score works on the normalised cost, where a
-        # fixed raw-cost setting has no place), an approximation for fixed settings
-        result = tune_srot(data, seed=c.seed, generic=GENERIC_OT)
-        return {**fixed, "mass_discrepancy": result.mass_discrepancy()}
+        return {**fixed, "mass_discrepancy": fixed_discrepancy(fixed, data, c.seed, scale)}
     if c.normalize_cost is False:
         raise ConfigError(
             "auto SROT settings are chosen on the max-normalised cost: set normalize_cost "
@@ -147,6 +159,27 @@ def resolve_srot(
     if not deterministic:
         out["mass_discrepancy"] = result.mass_discrepancy()
     return out
+
+
+def fixed_discrepancy(
+    fixed: dict[str, Any], data: TimeCourse, seed: int, scale: float
+) -> dict | None:
+    """The held-out mass discrepancy of a fixed SROT setting: the score (ot/tune.py) at that
+    setting alone (on the raw cost in the fit's units when ``normalize_cost`` is False), so
+    the mass interval reflects the plans the fit uses. Should that setting give no plan on a
+    held-out fold, the score's own mixture over its grid stands in for it."""
+    raw = None if fixed["normalize_cost"] else scale
+    one = tune_srot(data, taus=(fixed["tau"],), epss=(fixed["eps"],), seed=seed, raw_cost_scale=raw)
+    found = one.mass_discrepancy()
+    if found is not None:
+        return found
+    log.warning(
+        "SROT at eps=%g tau=%g gives no plan between every other snapshot; the mass "
+        "interval's discrepancy comes from the held-out-snapshot score's best settings",
+        fixed["eps"],
+        fixed["tau"],
+    )
+    return tune_srot(data, seed=seed, generic=GENERIC_OT).mass_discrepancy()
 
 
 def split_resolved(resolved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..data import Scaling, TimeCourse
+from .srot import squared_cost
 from .srot_batched import solve_srot_batched
 from .w1 import EMD_MAX_ITER
 
@@ -233,6 +234,7 @@ def tune_srot(
     n_boot: int = N_BOOT,
     seed: int = 0,
     generic: dict[str, Any] | None = None,
+    raw_cost_scale: float | None = None,
 ) -> TuneResult:
     """Score every (eps, tau) of the grid on the held-out interior snapshots (module docstring).
 
@@ -244,9 +246,16 @@ def tune_srot(
     n_pairs : interpolated pairs per plan; the same uniforms serve every setting.
     n_boot : Bayesian-bootstrap draws for the weights.
     generic : settings returned, with a warning, when fewer than 3 snapshots exist.
+    raw_cost_scale : None: the grid is on the max-normalised cost. A number s: the grid is on
+        the raw squared cost of the coordinates divided by s (a fixed setting with
+        ``normalize_cost`` False, in the fit's internal units: s = ``Scaling.scale``). Each
+        fold then solves the raw problem, as the normalised one at (eps, tau) / max cost of
+        its pair (the same plan).
     """
     start = time.perf_counter()
     options = dict(max_cells=max_cells, n_pairs=n_pairs, n_boot=n_boot, seed=seed)
+    if raw_cost_scale is not None:
+        options["raw_cost_scale"] = float(raw_cost_scale)
     options.update(taus=list(taus), epss=list(epss))
     folds = list(range(1, data.n_times - 1))
     if not folds:
@@ -262,15 +271,17 @@ def tune_srot(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small dense problems: threads only add overhead (and contention)
     try:
-        return _tune(
-            data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, start, options
-        )
+        return _tune(data, taus, epss, folds, generic, start, options)
     finally:
         torch.set_num_threads(threads)
 
 
-def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, start, options):
-    xs = list(Scaling.fit(data).apply(data).x)  # W1 in standardised units
+def _tune(data, taus, epss, folds, generic, start, options):
+    max_cells, n_pairs, n_boot, seed = (
+        options[k] for k in ("max_cells", "n_pairs", "n_boot", "seed")
+    )
+    scaling = Scaling.fit(data)
+    xs = list(scaling.apply(data).x)  # W1 in standardised units
     gen = torch.Generator().manual_seed(seed)
     grid = [(e, t) for e in epss for t in taus]
     w1 = np.full((len(grid), len(folds)), np.inf)
@@ -278,6 +289,12 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
     mass = np.full((len(grid), len(folds)), np.nan)  # predicted mass at each held-out time
     per_cell: dict[tuple[int, int], np.ndarray] = {}
     inputs = [_fold_inputs(data, xs, k, max_cells, seed) for k in folds]
+    raw = options.get("raw_cost_scale")
+    # per fold, what the grid's eps and tau are multiplied by on its max-normalised cost
+    per_fold = [
+        1.0 if raw is None else 1.0 / _max_cost(x, y, (scaling.scale / raw) ** 2)
+        for x, y, *_ in inputs
+    ]
     uniforms = [torch.rand(1, n_pairs, dtype=torch.float64, generator=gen) for _ in folds]
     potentials: list[dict[tuple[float, float], torch.Tensor]] = [{} for _ in folds]
     # Warm starts: the largest eps walks tau downwards (each solve from the next larger tau);
@@ -288,7 +305,7 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
         [(e, t) for t in tau_desc] for e in eps_desc[1:]
     ]
     for stage in stages:
-        for (e, t, f), res in _solve_batch(inputs, stage, potentials, folds).items():
+        for (e, t, f), res in _solve_batch(inputs, stage, potentials, folds, per_fold).items():
             x, y, z, s, _, m0, mk = inputs[f]
             g = grid.index((e, t))
             w1[g, f], per_cell[g, f], merr[g, f], mass[g, f] = _score_plan(
@@ -322,7 +339,7 @@ def _tune(data, taus, epss, folds, max_cells, n_pairs, n_boot, seed, generic, st
         log.warning("SROT tuning: no setting of the grid gave a plan; generic settings used")
         return TuneResult(rows, folds, best, time.perf_counter() - start, True, options)
     g = one_standard_error(grid, score, se)
-    best = {"eps": grid[g][0], "tau": grid[g][1], "normalize_cost": True}
+    best = {"eps": grid[g][0], "tau": grid[g][1], "normalize_cost": raw is None}
     log.info(
         "SROT tuning: eps=%g tau=%g (score %.4f; lowest %.4f)",
         best["eps"],
@@ -348,11 +365,17 @@ def _warm_init(potentials, eps, tau):
     return None
 
 
-def _solve_batch(inputs, settings, potentials, folds) -> dict:
+def _max_cost(x: np.ndarray, y: np.ndarray, unit: float) -> float:
+    """The normaliser ``normalize_cost`` divides this pair's cost by, times ``unit``."""
+    return float(squared_cost(torch.tensor(x), torch.tensor(y)).max()) * unit
+
+
+def _solve_batch(inputs, settings, potentials, folds, per_fold) -> dict:
     """SROT at every (eps, tau) of ``settings`` for every fold, as batches of one shape;
     {(eps, tau, fold): result} for the plans that pass the checks (a failure marks the setting
     unusable on that fold, no retry). Each solved potential is stored in its fold's
-    ``potentials`` for the next settings."""
+    ``potentials`` for the next settings. ``per_fold``: each fold's factor on eps and tau (its
+    normalised cost's units; 1 for a grid on the normalised cost)."""
     groups: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
     for f, (x, y, *_) in enumerate(inputs):
         groups.setdefault((len(x), len(y)), []).extend((e, t, f) for e, t in settings)
@@ -362,8 +385,8 @@ def _solve_batch(inputs, settings, potentials, folds) -> dict:
         results = solve_srot_batched(
             torch.stack([torch.tensor(inputs[f][0]) for *_, f in jobs]),  # copies: read-only
             torch.stack([torch.tensor(inputs[f][1]) for *_, f in jobs]),
-            [e for e, _, _ in jobs],
-            [t for _, t, _ in jobs],
+            [e * per_fold[f] for e, _, f in jobs],
+            [t * per_fold[f] for _, t, f in jobs],
             normalize_cost=True,
             b=ratios[:, None].expand(-1, m).contiguous(),  # every target cell: the mass ratio
             f_init=[_warm_init(potentials[f], e, t) for e, t, f in jobs],
