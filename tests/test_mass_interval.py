@@ -158,3 +158,13 @@ def test_fixed_settings_take_the_discrepancy_of_their_own_plans(monkeypatch):
     found = resolve.fixed_discrepancy(fixed, tc, 0, 1.0)
     assert len(calls) == 2 and "taus" not in calls[1]
     assert found == tune_srot(tc).mass_discrepancy()
+
+
+def test_two_snapshots_with_fixed_settings_hold_nothing_out(caplog):
+    # nothing to hold out: no discrepancy, and no warning about generic settings not used
+    tc = make_tiny(counts=(30, 36))
+    fixed = {"eps": 0.01, "tau": 1.0, "normalize_cost": False}
+    with caplog.at_level("WARNING"):
+        bayes = VGFM.from_zoo("last_layer", **HEADS_TINY, **fixed, seed=0).fit(tc, progress=False)
+    assert bayes.resolved["mass_discrepancy"] is None
+    assert "generic settings" not in caplog.text

@@ -167,7 +167,10 @@ def fixed_discrepancy(
     """The held-out mass discrepancy of a fixed SROT setting: the score (ot/tune.py) at that
     setting alone (on the raw cost in the fit's units when ``normalize_cost`` is False), so
     the mass interval reflects the plans the fit uses. Should that setting give no plan on a
-    held-out fold, the score's own mixture over its grid stands in for it."""
+    held-out fold, the score's own mixture over its grid stands in for it. None with fewer
+    than 3 snapshots (nothing to hold out)."""
+    if data.n_times < 3:
+        return None
     raw = None if fixed["normalize_cost"] else scale
     one = tune_srot(data, taus=(fixed["tau"],), epss=(fixed["eps"],), seed=seed, raw_cost_scale=raw)
     found = one.mass_discrepancy()
