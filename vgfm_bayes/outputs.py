@@ -70,7 +70,12 @@ class PosteriorOutputs:
         if self.scaling is not None and not self.scaling.is_identity:
             x = self.scaling.to_user(traj.x).astype(traj.x.dtype)
         return Trajectories(
-            traj.times, x, traj.log_w, is_ensemble=traj.is_ensemble, mass_noise=noise
+            traj.times,
+            x,
+            traj.log_w,
+            is_ensemble=traj.is_ensemble,
+            mass_noise=noise,
+            groups=traj.groups,
         )
 
     def growth_draws(
@@ -94,7 +99,8 @@ class PosteriorOutputs:
     def growth(self, x, t: float, samples: int = 200) -> pd.DataFrame:
         """Growth-rate posterior per point (per unit time): mean, sd, q05, q50, q95, p_positive."""
         draws = self.growth_draws(x, t, samples)
-        return pd.DataFrame(summarise(draws, is_ensemble=self.posterior.is_ensemble))
+        groups = self.posterior.draw_groups(draws.shape[0])
+        return pd.DataFrame(summarise(draws, groups=groups))
 
     def velocity(self, x, t: float, samples: int = 200) -> dict[str, np.ndarray]:
         """Velocity posterior per point: mean (N, D), sd (N, D), speed_sd (N,),

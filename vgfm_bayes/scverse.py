@@ -90,7 +90,7 @@ def _summaries(model: VGFM, adata, rep, times, samples, *, velocity: bool, batch
         lambda x, t: model.growth_draws(x, t, params=params, dtype=np.float32),
         (lambda x, t: model.velocity_draws(x, t, params=params)) if velocity else None,
         dim=f.dim,
-        is_ensemble=post.is_ensemble,
+        groups=post.draw_groups(n_draws),
         batch_size=batch_size or batch_cells(n_draws, width),
     )
 

@@ -64,10 +64,32 @@ def test_growth_sign_per_population(fits, truth, head):
 def test_growth_intervals_cover_without_being_vacuous(fits, truth, head):
     model = fits[head]
     draws, g, _ = _growth(model, truth)
-    cal = growth_calibration(draws, g, 0.9, is_ensemble=model.posterior.is_ensemble)
+    cal = growth_calibration(draws, g, 0.9, groups=model.posterior.draw_groups(len(draws)))
     assert cal["coverage"] >= 0.5, cal  # over-confident below
     assert cal["mean_width"] <= 0.6 * (max(RATES) - min(RATES)), cal  # vacuous above
     assert cal["spearman"] >= 0.7, cal
+
+
+def test_draw_groups_are_the_heads_components(fits):
+    """Intervals treat an ensemble's members and last_layer's mixture components as a finite
+    sample (posterior/intervals.py), so the groups must be the draws' real components: last_layer's
+    consecutive draws of group c are centred on the MAP plus component c's shift."""
+    assert fits["point"].posterior.draw_groups(8) is None
+    assert fits["mean_field"].posterior.draw_groups(8) is None
+    assert fits["ensemble"].posterior.draw_groups(5) == (1,) * 5
+    model = fits["last_layer"]
+    post, laplace = model.posterior, model.guide.laplace
+    groups = post.draw_groups(1000)
+    assert len(groups) == len(laplace.mix_weights) >= 2 and sum(groups) == 1000
+    bias = post.draw(1000)["g.l2.bias"][:, 0].double()  # the growth net's last-layer bias
+    centre = model.guide.map_params()["g.l2.bias"][0].double() + laplace.g_offsets[:, 0, -1]
+    sd = laplace.g_scale_tril[0, -1].norm()  # the bias's posterior sd in every component
+    start = 0
+    for c, n in enumerate(groups):
+        got = bias[start : start + n].mean()
+        assert abs(got - centre[c]) < 4 * sd / n**0.5, (c, got, centre[c])
+        start += n
+    assert centre.std() > 2 * sd / 100**0.5  # the components are told apart at this size
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,8 @@ def _score(job: dict) -> dict:
             np.concatenate(draws, 1),
             np.concatenate(task.truth),
             LEVEL,
-            is_ensemble=model.posterior.is_ensemble,  # an ensemble's interval is its Student-t one
+            # members' / mixture components' interval: the Student-t one for one more of them
+            groups=model.posterior.draw_groups(len(draws[0])),
         )
         metrics["calibration"] = {**cal, "truth": task.truth_source, "draws": len(draws[0])}
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -6,6 +6,8 @@ shape (N,).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..data import Scaling
@@ -22,12 +24,17 @@ def _check(draws: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def interval_coverage(
-    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, is_ensemble: bool = False
+    draws: np.ndarray,
+    truth: np.ndarray,
+    level: float = 0.9,
+    is_ensemble: bool = False,
+    groups: Sequence[int] | None = None,
 ) -> float:
     """Fraction of quantities whose truth lies in the central ``level`` interval of the draws
-    (is_ensemble: the draws are an ensemble's; see posterior/intervals.py)."""
+    (is_ensemble: the draws are an ensemble's; groups: they come in a finite mixture's groups
+    of these sizes; see posterior/intervals.py)."""
     draws, truth = _check(draws, truth)
-    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble)
+    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble, groups=groups)
     return float(np.mean((lo <= truth) & (truth <= hi)))
 
 
@@ -65,7 +72,11 @@ def _ranks(a: np.ndarray) -> np.ndarray:
 
 
 def mass_interval_covers(
-    mass_draws: np.ndarray, observed: float, level: float = 0.9, is_ensemble: bool = False
+    mass_draws: np.ndarray,
+    observed: float,
+    level: float = 0.9,
+    is_ensemble: bool = False,
+    groups: Sequence[int] | None = None,
 ) -> bool:
     """Whether the central ``level`` predictive interval of the total mass covers ``observed``.
 
@@ -73,18 +84,22 @@ def mass_interval_covers(
         held-out time point, from ``Trajectories.mass[:, k]``).
     """
     m = np.asarray(mass_draws, dtype=np.float64).ravel()
-    lo, hi = central_interval(m, level, is_ensemble=is_ensemble)
+    lo, hi = central_interval(m, level, is_ensemble=is_ensemble, groups=groups)
     return bool(lo <= observed <= hi)
 
 
 def growth_calibration(
-    draws: np.ndarray, truth: np.ndarray, level: float = 0.9, is_ensemble: bool = False
+    draws: np.ndarray,
+    truth: np.ndarray,
+    level: float = 0.9,
+    is_ensemble: bool = False,
+    groups: Sequence[int] | None = None,
 ) -> dict:
     """Summary of a growth posterior against the true growth: coverage, CRPS, Spearman, width."""
     draws, truth = _check(draws, truth)
-    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble)
+    lo, hi = central_interval(draws, level, axis=0, is_ensemble=is_ensemble, groups=groups)
     return {
-        "coverage": interval_coverage(draws, truth, level, is_ensemble),
+        "coverage": interval_coverage(draws, truth, level, is_ensemble, groups),
         "crps": float(crps(draws, truth).mean()),
         "spearman": spearman(draws.mean(0), truth),
         "mean_width": float((hi - lo).mean()),

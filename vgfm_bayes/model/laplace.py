@@ -400,6 +400,12 @@ class LaplaceGuide(AutoDelta):
         """Compute the last layers' posterior from ``batches`` (see LastLayerLaplace.fit)."""
         return self.laplace.fit(self.map_params(), batches, self.vgfm_model.n_effective)
 
+    def draw_groups(self, samples: int) -> tuple[int, ...] | None:
+        """Draws per mixture component of ``draw_params(samples)`` (consecutive), or None when
+        fewer than 2 components get a draw (then the draws are plain posterior draws)."""
+        counts = tuple(allocate(self.laplace.mix_weights, samples))
+        return counts if sum(c > 0 for c in counts) >= 2 else None
+
     @torch.no_grad()
     def draw_params(self, samples: int) -> dict[str, torch.Tensor]:
         """Named weights (S, *shape): the body at MAP, the last layers Gaussian draws."""

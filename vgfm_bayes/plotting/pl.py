@@ -134,8 +134,9 @@ def growth_calls(
     nearest ``t`` if given, else of every snapshot at its own time; at most ``max_cells`` per
     snapshot). Columns: the coordinates (the data's names), t, mean, sd, p_positive (P(g > 0)),
     lower and upper (the central ``level`` interval; an ensemble's is the Student-t interval
-    for one more member) and call: "proliferating" (lower > 0), "dying" (upper < 0) or
-    "undetermined". A point head's interval is its one value, so it calls every cell.
+    for one more member, last_layer's for one more mixture component) and call:
+    "proliferating" (lower > 0), "dying" (upper < 0) or "undetermined". A point head's interval
+    is its one value, so it calls every cell.
     """
     data = _fitted(model)
     post = model.posterior
@@ -143,12 +144,13 @@ def growth_calls(
     frames = []
     for xk, tk in _cells(data, x, t, max_cells, seed):
         g = model.growth_draws(xk, tk, params=params)  # (S, n)
-        lo, hi = central_interval(g, level, is_ensemble=post.is_ensemble)
+        groups = post.draw_groups(g.shape[0])  # members, or last_layer's mixture components
+        lo, hi = central_interval(g, level, groups=groups)
         frame = pd.DataFrame(xk, columns=list(data.var_names))
         frame["t"] = tk
         frame["mean"] = g.mean(0)
         frame["sd"] = g.std(0, ddof=1) if g.shape[0] > 1 else 0.0
-        frame["p_positive"] = prob_positive(g, is_ensemble=post.is_ensemble)
+        frame["p_positive"] = prob_positive(g, groups=groups)
         frame["lower"], frame["upper"] = lo, hi
         frame["call"] = sign_calls(lo, hi)
         frames.append(frame)

@@ -8,7 +8,7 @@ numbers per cell, are kept.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -37,6 +37,7 @@ def cell_summaries(
     *,
     dim: int,
     is_ensemble: bool = False,
+    groups: Sequence[int] | None = None,
     batch_size: int = MAX_BATCH,
 ) -> dict[str, np.ndarray]:
     """Growth (and velocity) posterior summaries of every cell at its own time.
@@ -47,7 +48,8 @@ def cell_summaries(
     times : ndarray, shape (n,) -- each cell's time.
     growth : (x (b, dim), t) -> growth draws, shape (S, b).
     velocity : (x (b, dim), t) -> velocity draws, shape (S, b, dim); None: growth only.
-    is_ensemble : the draws are an ensemble's members (intervals: posterior/intervals.py).
+    is_ensemble, groups : the draws are an ensemble's members, or come in groups of these sizes
+        (a finite mixture's components); intervals: posterior/intervals.py.
     batch_size : cells per batch.
 
     Returns
@@ -70,7 +72,7 @@ def cell_summaries(
             x = rows(idx)
             g = growth(x, float(t))
             n_draws = g.shape[0]
-            for c, values in summarise(g, is_ensemble=is_ensemble).items():
+            for c, values in summarise(g, is_ensemble=is_ensemble, groups=groups).items():
                 out.setdefault(f"growth_{c}", np.zeros(n))[idx] = values
             del g
             if velocity is None:

@@ -22,6 +22,8 @@ class Trajectories:
     x : ndarray, shape (S, T, N, D) -- positions per draw, time and particle
     log_w : ndarray, shape (S, T, N) -- log-weights; logsumexp(log_w[s, 0]) = 0
     is_ensemble : the draws are an ensemble's members (intervals: posterior/intervals.py)
+    groups : sizes of the consecutive groups the draws come in, one per component of a finite
+        mixture (last_layer), or None (intervals: posterior/intervals.py)
     mass_noise : (sd, dof) of an observed log total mass about the model's, estimated from
         held-out snapshots (ot/tune.py ``mass_discrepancy``); None: no such term (point head)
     """
@@ -31,6 +33,7 @@ class Trajectories:
     log_w: np.ndarray
     is_ensemble: bool = False
     mass_noise: tuple[float, float] | None = None
+    groups: tuple[int, ...] | None = None
 
     @property
     def mass(self) -> np.ndarray:
@@ -44,7 +47,7 @@ class Trajectories:
             held-out discrepancy ``mass_noise``); False: of the model's mass alone.
         """
         sd, dof = self.mass_noise if (observed and self.mass_noise) else (0.0, np.inf)
-        return mass_interval(self.mass, level, self.is_ensemble, sd, dof)
+        return mass_interval(self.mass, level, self.is_ensemble, sd, dof, self.groups)
 
 
 class Posterior:
@@ -64,6 +67,16 @@ class Posterior:
         """The draws are an ensemble's members: intervals use the Student-t prediction interval
         for one more member (posterior/intervals.py), not the members' empirical quantiles."""
         return bool(self.model.member_shape)
+
+    def draw_groups(self, n: int) -> tuple[int, ...] | None:
+        """Sizes of the consecutive groups ``n`` draws come in: one per member for an ensemble,
+        one per mixture component where the guide mixes over a few (last_layer), None for plain
+        posterior draws. Intervals over grouped draws are the prediction interval for one more
+        group (posterior/intervals.py), as a finite sample of components calls for."""
+        if self.model.member_shape:
+            return (1,) * n
+        groups = getattr(self.guide, "draw_groups", None)
+        return None if groups is None or self.deterministic else groups(n)
 
     def n_draws(self, samples: int) -> int:
         if self.model.member_shape:
@@ -124,6 +137,7 @@ class Posterior:
             torch.cat(xs).numpy(),
             torch.cat(lws).numpy(),
             is_ensemble=self.is_ensemble,
+            groups=self.draw_groups(s),
         )
 
 
