@@ -14,6 +14,7 @@ import pytest
 from vgfm_bayes import VGFM
 from vgfm_bayes.data import simulate_populations
 from vgfm_bayes.metrics import growth_calibration
+from vgfm_bayes.posterior import Trajectories
 
 RATES = [-0.6, -0.2, 0.3, 0.7]
 SMALL = {
@@ -90,6 +91,13 @@ def test_draw_groups_are_the_heads_components(fits):
         assert abs(got - centre[c]) < 4 * sd / n**0.5, (c, got, centre[c])
         start += n
     assert centre.std() > 2 * sd / 100**0.5  # the components are told apart at this size
+    # the mass band uses the same groups, and is wider than the draws' empirical quantiles
+    traj = model.simulate(samples=30)
+    assert traj.groups == post.draw_groups(30)
+    lo, hi = traj.mass_interval(0.9, observed=False)
+    plain = Trajectories(traj.times, traj.x, traj.log_w)
+    q_lo, q_hi = plain.mass_interval(0.9, observed=False)
+    assert np.all(hi[1:] - lo[1:] > q_hi[1:] - q_lo[1:])
 
 
 @pytest.mark.parametrize(
