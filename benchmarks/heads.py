@@ -35,7 +35,7 @@ import torch
 
 from vgfm_bayes.bench import make_jobs, run_job, summarise
 
-HEADS = ["point", "ensemble", "last_layer", "mean_field"]
+HEADS = ["point", "ensemble", "last_layer"]
 LOO_DATA, LOO_HOLD_OUTS = ["simulation_gene", "dyngen"], [1, 2, 3]
 
 

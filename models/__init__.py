@@ -30,5 +30,15 @@ def zoo_config(name: str) -> dict[str, Any]:
     if path.is_dir() and (path / "config.toml").is_file():
         return read_config_file(path / "config.toml")
     if name not in available():
-        raise ConfigError(f"unknown model {name!r}; the zoo has: {', '.join(available())}")
+        from ..infer.settings import RESEARCH_HEADS  # heavy imports: on this error only
+
+        hint = (
+            f" ({name!r} is a research head outside the zoo: set head = {name!r} and its "
+            "options in a --config file)"
+            if name in RESEARCH_HEADS
+            else ""
+        )
+        raise ConfigError(
+            f"unknown model {name!r}; the zoo has: {', '.join(available())}{hint}"
+        )
     return read_config_file(zoo_root() / name / "config.toml")

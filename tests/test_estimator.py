@@ -95,6 +95,23 @@ def test_bad_config_and_unfitted_use():
         VGFM().simulate()
 
 
+def test_mean_field_is_a_research_head_outside_the_zoo(caplog):
+    """mean_field's temperature has no rule from the snapshots (issue 10): not in the zoo, and
+    choosing it by hand says its intervals are not calibrated."""
+    import logging
+
+    from vgfm_bayes.zoo import available
+
+    assert "mean_field" not in available() and {"ensemble", "last_layer"} <= set(available())
+    with pytest.raises(ConfigError, match="research head outside the zoo"):
+        VGFM.from_zoo("mean_field")
+    with caplog.at_level(logging.WARNING, logger="vgfm_bayes"):
+        VGFM(head="last_layer")
+        assert "research head" not in caplog.text
+        VGFM(head="mean_field", kl_weight=0.01)
+    assert "'mean_field' is a research head" in caplog.text and "kl_weight = 0.01" in caplog.text
+
+
 def test_load_refuses_unknown_format(fitted, tmp_path):
     import json
 

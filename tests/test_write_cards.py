@@ -110,7 +110,7 @@ def test_heads_table_is_written_between_the_markers(tmp_path, write_cards):
         "| 0.500 / 0.050 | 0.50 / 0.80 / 0.30 / 0.20 | 0.10 / 0.90 / 1.00 / 0.40 | 1/2 | 0.150 "
         "| 4.0 |"
     )
-    assert rows["| `mean_field`"].endswith("| – | – | – | – | – | – |")  # not measured
+    assert rows["| `last_layer`"].endswith("| – | – | – | – | – | – |")  # not measured
     assert list(rows)[2:4] == ["| `point`", "| `ensemble`"]  # the baseline first
     write_cards.main([*args, "--no-cards"])
     assert readme.read_text() == text  # regenerating changes nothing

@@ -37,7 +37,7 @@ def truth():
 @pytest.fixture(scope="module")
 def fits(truth):
     out = {}
-    for head in ("point", "ensemble", "last_layer", "mean_field"):
+    for head in ("point", "ensemble", "last_layer"):
         model = VGFM.from_zoo(head, seed=0, **SMALL, **HEAD_OPTIONS.get(head, {}))
         model.fit(truth.data, progress=False)
         out[head] = model
@@ -53,7 +53,7 @@ def _growth(model, truth, samples=40):
     return draws, np.concatenate(truth.growth), np.concatenate(truth.population)
 
 
-@pytest.mark.parametrize("head", ["point", "ensemble", "last_layer", "mean_field"])
+@pytest.mark.parametrize("head", ["point", "ensemble", "last_layer"])
 def test_growth_sign_per_population(fits, truth, head):
     draws, _, pop = _growth(fits[head], truth)
     mean = draws.mean(0)
@@ -76,7 +76,6 @@ def test_draw_groups_are_the_heads_components(fits):
     sample (posterior/intervals.py), so the groups must be the draws' real components: last_layer's
     consecutive draws of group c are centred on the MAP plus component c's shift."""
     assert fits["point"].posterior.draw_groups(8) is None
-    assert fits["mean_field"].posterior.draw_groups(8) is None
     assert fits["ensemble"].posterior.draw_groups(5) == (1,) * 5
     model = fits["last_layer"]
     post, laplace = model.posterior, model.guide.laplace
@@ -115,13 +114,6 @@ def test_draw_groups_are_the_heads_components(fits):
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="a bootstrap component's draw fits ~2x worse than the point head (issue 10)",
-            ),
-        ),
-        pytest.param(
-            "mean_field",
-            "w1_mean",
-            marks=pytest.mark.xfail(
-                strict=True, reason="mean_field's draws wander (kl_weight not calibrated)"
             ),
         ),
     ],

@@ -37,10 +37,25 @@ log = logging.getLogger(__name__)
 FIT_OUTPUTS = ("srot_fallbacks", "posterior_fit", "sigma_v_fitted", "sigma_g_fitted")
 
 
+# heads kept for research but outside the model zoo (models/), and why
+RESEARCH_HEADS = {
+    "mean_field": "nothing in the data sets its temperature (kl_weight = {kl_weight:g}), so its "
+    "intervals are not calibrated and its draws fit 2-5x worse than the point head's",
+}
+
+
 def check_config(config: FitConfig) -> None:
-    """The config's own checks, and the head-dependent ones (before any work)."""
+    """The config's own checks, and the head-dependent ones (before any work); a warning for a
+    research head (``RESEARCH_HEADS``)."""
     config.validate()
     head_of(config)  # unknown head names and bad head options fail here
+    if config.head in RESEARCH_HEADS:
+        log.warning(
+            "head %r is a research head, not in the model zoo: %s; for calibrated intervals "
+            "use 'ensemble' or 'last_layer'",
+            config.head,
+            RESEARCH_HEADS[config.head].format(kl_weight=config.kl_weight),
+        )
     if config.learn_sigmas and config.head == "ensemble":
         raise ConfigError("learn_sigmas is for single-network heads; the ensemble's are fixed")
     if config.members not in (None, 1) and config.head != "ensemble":
