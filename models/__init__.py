@@ -38,7 +38,5 @@ def zoo_config(name: str) -> dict[str, Any]:
             if name in RESEARCH_HEADS
             else ""
         )
-        raise ConfigError(
-            f"unknown model {name!r}; the zoo has: {', '.join(available())}{hint}"
-        )
+        raise ConfigError(f"unknown model {name!r}; the zoo has: {', '.join(available())}{hint}")
     return read_config_file(zoo_root() / name / "config.toml")
