@@ -1,5 +1,6 @@
-"""K SROT problems solved at once (ot/srot_batched.py): the per-member plans, members
-independent of their batch, the safe-mode fallback, and its use by the ensemble's plans."""
+"""K SROT problems solved at once (ot/srot_batched.py, ot/dual_lbfgs.py): the plans against an
+independent solver (torch's strong-Wolfe L-BFGS on the same dual), members independent of their
+batch, the safe-mode fallback, and its use by the ensemble's plans."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import vgfm_bayes.ot.dual_lbfgs as dl
 import vgfm_bayes.ot.srot_batched as sb
 import vgfm_bayes.ot.targets as targets
 from vgfm_bayes.ot import (
@@ -19,6 +21,7 @@ from vgfm_bayes.ot import (
     solve_srot_batched,
 )
 from vgfm_bayes.ot.members import bootstrap_cells, member_seed
+from vgfm_bayes.ot.srot import _anneal, _problem, squared_cost
 
 EPS = [0.05, 0.01, 0.02, 0.03, 0.01, 0.02]
 TAU = [1.0, 5.0, 0.5, 2.0, 10.0, 1.0]
@@ -37,30 +40,80 @@ def _assert_same_results(got, want):
         assert torch.equal(g.plan, w.plan) and torch.equal(g.f, w.f) and g.n_evals == w.n_evals
 
 
+def _strong_wolfe_reference(x, y, eps, tau, b, f_start, gtol):
+    """SROT's source potential by torch.optim.LBFGS with a strong-Wolfe search on the same
+    negated dual (the solver solve_srot used before dual_lbfgs.py), from f_start; and its
+    evaluations. An independent check: another line search, another L-BFGS."""
+    cost, log_a, log_b = _problem(x, y, eps, tau, True, None, b)
+    log_kernel, a = -cost / eps, log_a.exp()
+    f = f_start.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS(
+        [f],
+        lr=1.0,
+        max_iter=5000,
+        max_eval=5000,
+        history_size=20,
+        tolerance_grad=gtol,
+        tolerance_change=0.0,
+        line_search_fn="strong_wolfe",
+    )
+    evals = 0
+
+    def closure():
+        nonlocal evals
+        evals += 1
+        with torch.no_grad():
+            z = log_kernel + (f / eps)[:, None]
+            lse = torch.logsumexp(z, 0)
+            rows = torch.exp(z - lse) @ b
+            target = a * torch.exp(-f / tau)
+            f.grad = rows - target
+            return tau * target.sum() + eps * (b * lse).sum()
+
+    opt.step(closure)
+    return f.detach(), evals
+
+
+def _plan(x, y, eps, tau, b, f):
+    """The plan of source potential f (columns summing to b exactly)."""
+    z = -squared_cost(x, y) / squared_cost(x, y).max() / eps + (f / eps)[:, None]
+    return torch.exp(z - torch.logsumexp(z, 0)) * b
+
+
 @pytest.mark.parametrize("warm", [False, True])
-def test_batched_plans_match_per_member_solves(warm):
+def test_batched_plans_match_an_independent_solver(warm):
     """Mixed eps / tau per member, cold (eps annealing) and warm starts (a nearby problem's
-    potential: 1.25 tau, rescaled, as the ensemble's members get). Tolerance: at gtol 1e-8 both
-    solvers stop on |r_i - a_i exp(-f_i / tau)| <= 1e-8, but solve_srot's strong-Wolfe search
-    can stop earlier on a zero step; on these problems its plan is up to 6e-7 from a gtol-1e-12
-    solve, the batched one within 3e-9, hence atol 1e-6 on entries of size up to 1 (and rtol
-    1e-5 on row sums of size ~1)."""
+    potential: 1.25 tau, rescaled, as the ensemble's members get), against torch's strong-Wolfe
+    L-BFGS on the same dual from the same start. Tolerance: at gtol 1e-8 both stop on
+    |r_i - a_i exp(-f_i / tau)| <= 1e-8, but the strong-Wolfe search can stop earlier on a zero
+    step; on these problems its plan is up to 6e-7 from a gtol-1e-12 solve, the batched one
+    within 3e-9, hence atol 1e-6 on entries of size up to 1 (and rtol 1e-5 on row sums)."""
     x, y, b = _problems()
     opts = dict(normalize_cost=True, gtol=1e-8)
     near = [solve_srot(x[k], y[k], EPS[k], 1.25 * TAU[k], b=b[k]).f / 1.25 for k in range(6)]
     start = near if warm else [None] * 6
-    ref = [
-        solve_srot(x[k], y[k], EPS[k], TAU[k], b=b[k], f_init=start[k], **opts) for k in range(6)
-    ]
     got = solve_srot_batched(x, y, EPS, TAU, b=b, f_init=start, **opts)
-    for k, (r, g) in enumerate(zip(ref, got, strict=True)):
-        torch.testing.assert_close(g.plan, r.plan, rtol=0, atol=1e-6)
-        torch.testing.assert_close(g.row_sums, r.row_sums, rtol=1e-5, atol=0)
+    ref_evals = 0
+    for k, g in enumerate(got):
+        if warm:
+            f0 = near[k]
+        else:  # the same eps ladder as the batched cold start, its evaluations counted
+            cost, log_a, log_b = _problem(x[k], y[k], EPS[k], TAU[k], True, None, b[k])
+            f0, ladder = _anneal(cost, EPS[k], TAU[k], log_a, log_b)
+            ref_evals += ladder
+        f_ref, used = _strong_wolfe_reference(x[k], y[k], EPS[k], TAU[k], b[k], f0, 1e-8)
+        ref_evals += used
+        ref = _plan(x[k], y[k], EPS[k], TAU[k], b[k], f_ref)
+        torch.testing.assert_close(g.plan, ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(g.row_sums, ref.sum(1), rtol=1e-5, atol=0)
         # solve_srot's own checks, passed
         assert torch.isfinite(g.plan).all() and g.marginal_error <= 1e-6 and g.row_residual <= 1e-3
         torch.testing.assert_close(g.plan.sum(0), b[k], rtol=1e-6, atol=0)  # hard marginal
-    # the backtracking search needs no more evaluations than torch's strong-Wolfe one
-    assert sum(g.n_evals for g in got) <= 1.1 * sum(r.n_evals for r in ref)
+        # solve_srot is the same solver on one problem: bitwise the batched member
+        alone = solve_srot(x[k], y[k], EPS[k], TAU[k], b=b[k], f_init=start[k], **opts)
+        assert torch.equal(alone.plan, g.plan) and alone.n_evals == g.n_evals
+    # the backtracking search needs no more evaluations than the strong-Wolfe one
+    assert sum(g.n_evals for g in got) <= 1.1 * ref_evals
 
 
 def test_members_do_not_depend_on_their_batch():
@@ -144,7 +197,7 @@ def test_compact_direction_is_the_two_loop_recursion():
     to date by _push as the solver does."""
     gen = torch.Generator().manual_seed(0)
     k, n = 4, 30
-    h = sb.HISTORY
+    h = dl.HISTORY
     a = torch.randn(k, n, n, generator=gen, dtype=torch.float64)
     a = a @ a.transpose(1, 2) + torch.eye(n, dtype=torch.float64)  # convex: s.y > 0
     s_hist, y_hist = (
@@ -163,8 +216,8 @@ def test_compact_direction_is_the_two_loop_recursion():
             torch.linalg.vecdot(s_hist, dy[:, None]),
         )
         y_y = torch.linalg.vecdot(dy[:, None], y_hist)
-        sty = torch.where(u3, sb._push(sty, (step * dy).sum(1), s_y, y_s), sty)
-        yty = torch.where(u3, sb._push(yty, (dy * dy).sum(1), y_y, y_y), yty)
+        sty = torch.where(u3, dl._push(sty, (step * dy).sum(1), s_y, y_s), sty)
+        yty = torch.where(u3, dl._push(yty, (dy * dy).sum(1), y_y, y_y), yty)
         s_hist = torch.where(u3, torch.cat([step[:, None], s_hist[:, :-1]], 1), s_hist)
         y_hist = torch.where(u3, torch.cat([dy[:, None], y_hist[:, :-1]], 1), y_hist)
         n_hist = torch.where(update, (n_hist + 1).clamp(max=h), n_hist)
@@ -173,7 +226,7 @@ def test_compact_direction_is_the_two_loop_recursion():
     torch.testing.assert_close(yty, y_hist @ y_hist.transpose(1, 2))
     grad = torch.randn(k, n, generator=gen, dtype=torch.float64)
     gamma = torch.rand(k, generator=gen, dtype=torch.float64) + 0.1
-    got = sb._direction(grad, s_hist, y_hist, sty, yty, n_hist, gamma)
+    got = dl._direction(grad, s_hist, y_hist, sty, yty, n_hist, gamma)
     for p in range(k):  # two-loop recursion, one problem at a time
         q, alphas = -grad[p].clone(), []
         for j in range(int(n_hist[p])):
@@ -184,7 +237,7 @@ def test_compact_direction_is_the_two_loop_recursion():
             beta = torch.dot(y_hist[p, j], d) / torch.dot(s_hist[p, j], y_hist[p, j])
             d = d + (alphas[j] - beta) * s_hist[p, j]
         torch.testing.assert_close(got[p], d, rtol=1e-10, atol=1e-12)
-        alone = sb._direction(
+        alone = dl._direction(
             grad[p : p + 1],
             s_hist[p : p + 1],
             y_hist[p : p + 1],
@@ -197,7 +250,7 @@ def test_compact_direction_is_the_two_loop_recursion():
 
 
 def test_anchored_evaluations_match_full_ones():
-    """_Duals' anchored evaluation (two matrix-vector products) gives the full evaluation's
+    """Duals' anchored evaluation (two matrix-vector products) gives the full evaluation's
     dual and gradient, and re-anchors once the potential has moved too far."""
     x, y, b = _problems(k=1)
     cost = torch.cdist(x[0], y[0]).square()
@@ -206,7 +259,7 @@ def test_anchored_evaluations_match_full_ones():
     zeros = torch.zeros(60, dtype=torch.float64)
 
     def duals():
-        return sb._Duals([-cost / eps], [eps], [tau], [zeros], [b[0].log()])
+        return dl.Duals([-cost / eps], [eps], [tau], [zeros], [b[0].log()])
 
     which = torch.tensor([0])
     anchored = duals()

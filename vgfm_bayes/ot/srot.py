@@ -13,9 +13,9 @@ source potential f alone,
 
     D(f) = -tau * sum_i a_i exp(-f_i / tau) - eps * sum_j b_j LSE_i((f_i - C_ij) / eps) + const,
 
-whose gradient is a_i exp(-f_i / tau) - r_i(f). It is maximised with L-BFGS while eps is annealed
-from the cost scale down to the target (warm starts), all in float64 on the fit's device. The
-stopping rule is on the gradient, i.e. directly on the row-sum residual.
+whose gradient is a_i exp(-f_i / tau) - r_i(f). It is maximised with L-BFGS (dual_lbfgs.py) while
+eps is annealed from the cost scale down to the target (warm starts), all in float64 on the fit's
+device. The stopping rule is on the gradient, i.e. directly on the row-sum residual.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from .dual_lbfgs import Duals, maximise_duals
 
 log = logging.getLogger(__name__)
 
@@ -90,42 +92,12 @@ def _maximise_dual(
     gtol: float,
     max_evals: int,
 ) -> tuple[torch.Tensor, int]:
-    log_kernel = -cost / eps
-    a = log_a.exp()
-    b = log_b.exp()
-    f = f.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS(
-        [f],
-        lr=1.0,
-        max_iter=max_evals,
-        max_eval=max_evals,
-        history_size=20,
-        tolerance_grad=gtol,
-        tolerance_change=0.0,
-        line_search_fn="strong_wolfe",
-    )
-    evals = 0
-    buffer = torch.empty_like(log_kernel)
-
-    def closure() -> torch.Tensor:
-        nonlocal evals
-        evals += 1
-        with torch.no_grad():
-            # One dense buffer, allocated once and updated in place (a fresh n x m array per
-            # evaluation costs its page faults, about as much as the exp): e = exp(z - max_i z),
-            # lse = max + log sum_i e.
-            z = torch.add(log_kernel, (f / eps)[:, None], out=buffer)
-            top = torch.amax(z, 0)
-            e = z.sub_(top).clamp_(min=_LOG_FLOOR).exp_()
-            col = e.sum(0)
-            lse = top + col.log()
-            rows = e @ (b / col)
-            target = a * torch.exp(-f / tau)
-            f.grad = rows - target  # gradient of the negated dual
-            return tau * target.sum() + eps * (b * lse).sum()
-
-    opt.step(closure)
-    return f.detach(), evals
+    """L-BFGS from f on the negated dual at (eps, tau) (dual_lbfgs.py, one problem): the source
+    potential where every row's gradient |a_i exp(-f_i / tau) - r_i(f)| <= gtol, or where
+    max_evals ran out, and the evaluations used."""
+    duals = Duals([-cost / eps], [eps], [tau], [log_a], [log_b])
+    out, evals = maximise_duals(duals, f[None], gtol, max_evals)
+    return out[0], int(evals[0])
 
 
 def _anneal(cost, eps, tau, log_a, log_b) -> tuple[torch.Tensor, int]:
