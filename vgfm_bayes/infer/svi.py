@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..model import VGFMModel
 from ..ot import PairBatch
+from .adam import Adam
 from .checkpoint import StopRequest
 
 # the first steps of a phase set the level an exploding loss is measured against
@@ -77,15 +78,16 @@ def run_phase(
     progress: bool = True,
     *,
     optimizer_state: dict | None = None,
-    checkpoint: Callable[[str, torch.optim.Optimizer], None] | None = None,
+    checkpoint: Callable[[str, Adam], None] | None = None,
     checkpoint_every: int = 0,
     stop: StopRequest | None = None,
     explode_ratio: float | None = None,
 ) -> list[float]:
     """Run SVI steps with Adam on the guide's parameters until ``history`` holds ``steps``.
 
-    The -ELBO is taken with Trace_ELBO.differentiable_loss and a torch optimiser, so parameters
-    stay inside the guide module (no global param store).
+    The -ELBO is taken with Trace_ELBO.differentiable_loss and torch's Adam update (infer/adam.py:
+    torch.optim.Adam's steps without torch.optim's start-up cost), so parameters stay inside the
+    guide module (no global param store).
 
     Resuming: pass the phase's ``history`` so far and its ``optimizer_state``; the loop goes on
     from step len(history). ``checkpoint(name, optimizer)`` is called after every
@@ -99,7 +101,7 @@ def run_phase(
         return history
     elbo = Trace_ELBO()
     params = guide_parameters(guide, model)
-    optim = torch.optim.Adam(params, lr=lr)
+    optim = Adam(params, lr=lr)
     if optimizer_state is not None:
         optim.load_state_dict(optimizer_state)
     scale = 1.0 / model.n_effective
@@ -165,7 +167,7 @@ def train(
     history: History | None = None,
     resume_phase: str | None = None,
     optimizer_state: dict | None = None,
-    checkpoint: Callable[[str, torch.optim.Optimizer, History], None] | None = None,
+    checkpoint: Callable[[str, Adam, History], None] | None = None,
     checkpoint_every: int = 0,
     stop: StopRequest | None = None,
     explode_ratio: float | None = None,

@@ -27,6 +27,7 @@ from ..model import DistributionFit, Head, VGFMModel
 from ..nn import Fields
 from ..ot import Members, component_plans, sample_pairs
 from . import distributed
+from .adam import Adam
 from .checkpoint import capture_rng, restore_rng, save_checkpoint, stop_on_signals
 from .config import ConfigError, FitConfig
 from .run_folder import CHECKPOINT_FILE
@@ -200,7 +201,7 @@ def train_fit(
         resume_phase, optim_state = state["phase"], state["optimizer"]
         log.info("resuming %s from %s step %d", run, resume_phase, len(h[state["phase_key"]]))
 
-    def checkpoint(phase: str, optim: torch.optim.Optimizer, hist: History) -> None:
+    def checkpoint(phase: str, optim: Adam, hist: History) -> None:
         blob = {
             "phase": phase,
             "phase_key": "warmup" if phase == "warm-up" else "joint",
