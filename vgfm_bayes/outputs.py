@@ -10,13 +10,17 @@ intervals, ArviZ) and metrics/ (scores); the scverse outputs are in scverse.py.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import torch
 
 from .data import DataError, as_timecourse, read_time_map
 from .metrics import score
 from .posterior import Posterior, Trajectories, direction_spread, summarise, to_inference_data
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class PosteriorOutputs:
@@ -100,6 +104,8 @@ class PosteriorOutputs:
         """Growth-rate posterior per point (per unit time): mean, sd, q05, q50, q95, p_positive."""
         draws = self.growth_draws(x, t, samples)
         groups = self.posterior.draw_groups(draws.shape[0])
+        import pandas as pd  # on first use: 0.6 s of every command's start-up otherwise
+
         return pd.DataFrame(summarise(draws, groups=groups))
 
     def velocity(self, x, t: float, samples: int = 200) -> dict[str, np.ndarray]:

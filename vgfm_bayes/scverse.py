@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .data import DataError, anndata_times, read_time_map, rep_rows, resolve_rep
 from .posterior import (
@@ -28,6 +27,8 @@ from .posterior import (
 from .posterior.cellrank import import_cellrank
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .estimator import VGFM
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def _fit_time_map(source: Mapping[str, Any], adata, time_key: str):
     if source.get("time_key") != time_key:
         return None, ""
     labels = source.get("labels") or {}
+    import pandas as pd  # on first use: 0.6 s of every command's start-up otherwise
+
     col = adata.obs[time_key].dropna()
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.cat.remove_unused_categories()
@@ -149,6 +152,8 @@ def growth_rates(
     model._require_fitted()
     _, rep, times, _ = cell_inputs(model, adata, time_key, rep, time_map)
     out = _summaries(model, adata, rep, times, samples, velocity=False, batch_size=batch_size)
+    import pandas as pd  # on first use: 0.6 s of every command's start-up otherwise
+
     return pd.DataFrame(
         {f"growth_{c}": out[f"growth_{c}"] for c in GROWTH_COLUMNS}, index=adata.obs_names.copy()
     )
@@ -174,6 +179,8 @@ def to_cellrank(
     uniq = np.unique(times)
     if len(uniq) < 2:
         raise DataError(f"obs[{time_key!r}] holds one time point; CellRank needs two or more")
+    import pandas as pd  # on first use: 0.6 s of every command's start-up otherwise
+
     target = adata if inplace else adata.copy()
     target.obs[CELLRANK_TIME] = pd.Categorical(times, categories=uniq, ordered=True)
     xs = []
