@@ -50,9 +50,13 @@ TAUS = tuple(float(t) for t in np.logspace(-1.5, 2, 8))  # 0.03 ... 100 on the n
 EPSS = (0.003, 0.01, 0.03)
 MAX_CELLS = 200  # cells per snapshot used by the score (random subsample beyond)
 N_PAIRS = 300  # interpolated pairs drawn from each plan (common random numbers across settings)
-# a score needs a good plan, not a converged one to 1e-5: looser than the fit's SROT, and a
-# setting whose plan fails these is scored as unusable rather than retried at length
-SOLVE = dict(gtol=1e-4, row_tol=1e-2, max_evals=500)
+# A score needs a good plan, not a fully converged one: a looser row check and fewer
+# evaluations than the fit's SROT, and a setting whose plan fails them is scored as unusable
+# rather than retried at length. The gradient rule is the fit's (1e-5): it is absolute, the
+# row check relative, and at 1e-4 a plan whose smallest row sums are ~1e-3 (small tau) could
+# stop and fail the check, so a setting flipped between usable and not with its warm start's
+# last digits (dyngen's eps 0.01, tau 0.03 on fold 2).
+SOLVE = dict(gtol=1e-5, row_tol=1e-2, max_evals=500)
 N_BOOT = 2000
 
 
