@@ -1,22 +1,14 @@
 """benchmarks/loo_mass_bound.py: the narrowest leave-one-out mass intervals that can cover."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.tiny import load_script
 
 
 @pytest.fixture(scope="module")
 def bound():
-    spec = importlib.util.spec_from_file_location(
-        "bound", ROOT / "benchmarks" / "loo_mass_bound.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("loo_mass_bound")
 
 
 def test_log_linear_centre_is_exact_for_constant_growth(bound):

@@ -1,11 +1,11 @@
 """benchmarks/write_cards.py: the README's heads table, generated from result files."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from tests.tiny import load_script
 from vgfm_bayes.bench import head_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,12 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def write_cards():
-    spec = importlib.util.spec_from_file_location(
-        "write_cards", ROOT / "benchmarks" / "write_cards.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("write_cards")
 
 
 def _fake_results(tmp_path):

@@ -1,11 +1,8 @@
-import importlib.util
 import json
-from pathlib import Path
 
+from tests.tiny import load_script
 from vgfm_bayes import FitConfig, zoo
 from vgfm_bayes.bench import run_bench
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_zoo_config_is_a_valid_fit_config():
@@ -27,11 +24,7 @@ def test_bench_quick_writes_tables_and_cards(tmp_path):
     assert "dyngen" in (tmp_path / "bench.md").read_text()
     assert json.loads((tmp_path / "bench.json").read_text())[0]["head"] == "point"
     # the card writer (a script) puts these rows under the head's about.md and config
-    spec = importlib.util.spec_from_file_location(
-        "write_cards", ROOT / "benchmarks" / "write_cards.py"
-    )
-    write_cards = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(write_cards)
+    write_cards = load_script("write_cards")
     text = write_cards.card("point", [], "results.jsonl", runs)
     assert text.startswith("# point") and "```toml" in text
     assert "| dyngen | point |" in text

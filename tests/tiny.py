@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 
 from vgfm_bayes import TimeCourse
@@ -30,6 +34,15 @@ def make_tiny(seed: int = 0, counts=(30, 36, 45), dim: int = 2) -> TimeCourse:
         b = rng.normal(0.0, 0.1, (n_grow, dim)) + np.r_[np.zeros(dim - 1), 1.0 + 0.5 * k]
         xs.append(np.vstack([a, b]))
     return TimeCourse(np.arange(len(counts), dtype=float), tuple(xs), None, name="tiny")
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of benchmarks/ (not a package) imported as a module, e.g. "write_cards"."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_csv(tc: TimeCourse, path):
