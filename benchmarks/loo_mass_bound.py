@@ -62,8 +62,8 @@ def point_predictions(runs_root: Path) -> dict[tuple[str, int], float]:
             if r.get("head") != "point" or r.get("hold_out") is None or "metrics" not in r:
                 continue
             m = r["metrics"]
-            i = m["times"].index(m["times"][r["hold_out"] - 1])  # metrics skip t_0
-            out[Path(r["dataset"]).name.split(".")[0], r["hold_out"]] = m["mass_predicted"][i]
+            k = r["hold_out"]  # metrics skip t_0: snapshot k is at index k - 1
+            out[Path(r["dataset"]).name.split(".")[0], k] = m["mass_predicted"][k - 1]
     return out
 
 
