@@ -109,7 +109,7 @@ class Adam:
         for key in ("amsgrad", "maximize", "capturable", "differentiable"):
             if group.get(key):
                 raise ValueError(f"optimizer state uses Adam option {key}, which this one lacks")
-        for key in ("lr", "betas", "eps", "weight_decay"):
+        for key in ("lr", "eps", "weight_decay"):
             self.param_groups[0][key] = group[key]
         self.param_groups[0]["betas"] = tuple(group["betas"])
         saved = state_dict["state"]
