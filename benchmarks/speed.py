@@ -1,6 +1,6 @@
 """Where users wait (issue 13): start-up, the ensemble against the point head, mouse-size SROT.
 
-    python benchmarks/speed.py [--runs 3] [--data simulation_gene] [--md F]
+    python benchmarks/speed.py [--runs 3] [--data simulation_gene] [--md F] [--against REV]
 
 Prints one Markdown table, every number a wall time on this machine (run it on an idle one):
 
@@ -11,23 +11,71 @@ Prints one Markdown table, every number a wall time on this machine (run it on a
 - the mouse_hematopoiesis SROT solve of its larger interval (3,781 x 5,788 cells, the
   published settings eps 0.03, tau 10), in this process after one warm-up solve of a small
   problem (so torch's one-off start costs are not counted).
+
+This machine's speed drifts by 20-40% within a session, so a change is timed against the code
+before it, not against an old table: ``--against REV`` checks REV out into a temporary git worktree
+and runs every process-level row for both trees, alternating run by run (this tree, REV, this
+tree, ...), with a column per tree (the mouse SROT row is this tree's only).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+HEADS = ("point", "ensemble")
 
-def wall(cmd: list[str]) -> float:
+
+def wall(cmd: list[str], tree: Path = ROOT) -> float:
+    """Seconds of one whole process in ``tree``, with its vgfm_bayes first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, check=True, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """This repository at ``rev``, checked out into a temporary git worktree (removed after)."""
+    with tempfile.TemporaryDirectory(prefix="vgfm-speed-") as tmp:
+        path = Path(tmp) / "tree"
+        git = ["git", "-C", str(ROOT), "worktree"]
+        subprocess.run([*git, "add", "--detach", str(path), rev], check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run([*git, "remove", "--force", str(path)], capture_output=True)
+
+
+def process_times(trees: dict[str, Path], data: str, runs: int) -> dict[tuple[str, str], list]:
+    """Wall seconds per (row, tree): --help, a command's imports, point and ensemble fits; the
+    trees alternate inside every run, so a drift of the machine's speed hits them alike."""
+    exe = [sys.executable, "-m", "vgfm_bayes"]
+    times: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            for label, tree in trees.items():
+                jobs = {
+                    "help": [*exe, "--help"],
+                    "imports": [sys.executable, "-c", "import vgfm_bayes.commands"],
+                }
+                for head in HEADS:
+                    out = str(Path(tmp) / f"{label}-{head}{i}")
+                    jobs[head] = [*exe, "fit", data, "--model", head, "--out", out]
+                for row, cmd in jobs.items():
+                    times.setdefault((row, label), []).append(wall(cmd, tree))
+    return times
 
 
 def mouse_srot() -> tuple[float, int]:
@@ -47,35 +95,49 @@ def mouse_srot() -> tuple[float, int]:
     return time.perf_counter() - start, res.n_evals
 
 
+def table(times: dict[tuple[str, str], list], labels: list[str], data: str) -> list[str]:
+    """Markdown rows: the median per tree (runs in brackets for the fits) and the ratio."""
+    names = {
+        "help": "`vgfm-bayes --help`",
+        "imports": "fit start-up (imports of a command)",
+        "point": f"fit {data} --model point (whole process)",
+        "ensemble": f"fit {data} --model ensemble (whole process)",
+    }
+    med = {key: statistics.median(v) for key, v in times.items()}
+    lines = [
+        "| what | " + " | ".join(f"{label}, median s" for label in labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for row, name in names.items():
+        cells = []
+        for label in labels:
+            runs = ", ".join(f"{t:.1f}" for t in times[row, label])
+            cells.append(f"{med[row, label]:.2f}" + (f" ({runs})" if row in HEADS else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    ratios = [f"{med['ensemble', label] / med['point', label]:.2f}" for label in labels]
+    lines.append("| ensemble / point (target <= 1.5) | " + " | ".join(ratios) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--data", default="simulation_gene")
     ap.add_argument("--md", type=Path, default=None)
+    ap.add_argument("--against", metavar="REV", default=None, help="also time REV, alternating")
     args = ap.parse_args(argv)
-    exe = [sys.executable, "-m", "vgfm_bayes"]
-    rows = []
-    helps = [wall([*exe, "--help"]) for _ in range(args.runs)]
-    imports = [wall([sys.executable, "-c", "import vgfm_bayes.commands"]) for _ in range(args.runs)]
-    rows.append(("`vgfm-bayes --help`", statistics.median(helps), ""))
-    rows.append(("fit start-up (imports of a command)", statistics.median(imports), ""))
-    times: dict[str, list[float]] = {"point": [], "ensemble": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            for head in times:
-                out = str(Path(tmp) / f"{head}{i}")
-                times[head].append(wall([*exe, "fit", args.data, "--model", head, "--out", out]))
-    point, ens = (statistics.median(times[h]) for h in ("point", "ensemble"))
-    runs = ", ".join(f"{t:.1f}" for t in times["point"])
-    rows.append((f"fit {args.data} --model point (whole process)", point, f"runs {runs}"))
-    runs = ", ".join(f"{t:.1f}" for t in times["ensemble"])
-    rows.append((f"fit {args.data} --model ensemble (whole process)", ens, f"runs {runs}"))
-    rows.append(("ensemble / point", ens / point, "ratio of the medians (target <= 1.5)"))
+    with contextlib.ExitStack() as stack:
+        trees = {"this tree": ROOT}
+        if args.against:
+            trees[args.against] = stack.enter_context(worktree(args.against))
+        times = process_times(trees, args.data, args.runs)
+    lines = table(times, list(trees), args.data)
     srot_s, evals = mouse_srot()
-    rows.append(("mouse SROT 3,781 x 5,788 (eps 0.03, tau 10)", srot_s, f"{evals} evaluations"))
-    lines = ["| what | median s | notes |", "|---|---:|---|"]
-    lines += [f"| {name} | {value:.2f} | {note} |" for name, value, note in rows]
-    text = f"Speed, median of {args.runs} runs (ensemble and point alternating)\n\n"
+    mouse = f"{srot_s:.2f} ({evals} evaluations)"
+    lines.append("| mouse SROT 3,781 x 5,788 (eps 0.03, tau 10), this tree | " + mouse)
+    lines[-1] += " |" + " - |" * (len(trees) - 1)
+    order = ", ".join(trees)
+    text = f"Speed, median of {args.runs} runs (alternating: {order}; point, ensemble)\n\n"
     text += "\n".join(lines) + "\n"
     print(text)
     if args.md:

@@ -1,0 +1,47 @@
+"""benchmarks/speed.py's A/B mode: REV's code really runs from its own worktree, the worktree goes
+away afterwards, and the table's medians and ratios are the runs'."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.tiny import load_script
+
+speed = load_script("speed")
+
+
+def _git_ok() -> bool:
+    probe = ["git", "-C", str(speed.ROOT), "rev-parse", "HEAD"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _git_ok(), reason="needs the repository's git history")
+def test_against_runs_rev_from_its_worktree_and_removes_it(tmp_path):
+    marker = tmp_path / "imported_from.txt"
+    code = f"import pathlib, vgfm_bayes as v; pathlib.Path({str(marker)!r}).write_text(v.__file__)"
+    with speed.worktree("HEAD") as tree:
+        assert (tree / "vgfm_bayes" / "__init__.py").is_file()
+        assert speed.wall([sys.executable, "-c", code], tree) > 0
+        assert marker.read_text().startswith(str(tree))  # not the installed working tree
+        speed.wall([sys.executable, "-c", code])
+        assert marker.read_text().startswith(str(speed.ROOT))
+    listed = subprocess.run(
+        ["git", "-C", str(speed.ROOT), "worktree", "list"], capture_output=True, text=True
+    ).stdout
+    assert str(tree) not in listed
+    assert not tree.exists()
+
+
+def test_table_reports_medians_runs_and_ratio_per_tree():
+    times = {}
+    for label, scale in (("this tree", 1.0), ("v0", 2.0)):
+        times["help", label] = [0.1 * scale] * 3
+        times["imports", label] = [3.0 * scale] * 3
+        times["point", label] = [10.0 * scale, 12.0 * scale, 11.0 * scale]
+        times["ensemble", label] = [15.0 * scale, 17.0 * scale, 30.0 * scale]
+    lines = speed.table(times, ["this tree", "v0"], "simulation_gene")
+    assert lines[0] == "| what | this tree, median s | v0, median s |"
+    point = next(line for line in lines if "--model point" in line)
+    assert "| 11.00 (10.0, 12.0, 11.0) | 22.00 (20.0, 24.0, 22.0) |" in point
+    assert lines[-1] == "| ensemble / point (target <= 1.5) | 1.55 | 1.55 |"  # 17 / 11
