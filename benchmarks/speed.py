@@ -51,7 +51,9 @@ def worktree(rev: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="vgfm-speed-") as tmp:
         path = Path(tmp) / "tree"
         git = ["git", "-C", str(ROOT), "worktree"]
-        subprocess.run([*git, "add", "--detach", str(path), rev], check=True, capture_output=True)
+        made = subprocess.run([*git, "add", "--detach", str(path), rev], capture_output=True)
+        if made.returncode != 0:
+            raise SystemExit(f"--against {rev}: {made.stderr.decode().strip()}")
         try:
             yield path
         finally:
@@ -130,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         trees = {"this tree": ROOT}
         if args.against:
             trees[args.against] = stack.enter_context(worktree(args.against))
-        times = process_times(trees, args.data, args.runs)
+        # a file's path must mean the same file from every tree's folder
+        data = str(Path(args.data).resolve()) if Path(args.data).exists() else args.data
+        times = process_times(trees, data, args.runs)
     lines = table(times, list(trees), args.data)
     srot_s, evals = mouse_srot()
     mouse = f"{srot_s:.2f} ({evals} evaluations)"

@@ -45,3 +45,10 @@ def test_table_reports_medians_runs_and_ratio_per_tree():
     point = next(line for line in lines if "--model point" in line)
     assert "| 11.00 (10.0, 12.0, 11.0) | 22.00 (20.0, 24.0, 22.0) |" in point
     assert lines[-1] == "| ensemble / point (target <= 1.5) | 1.55 | 1.55 |"  # 17 / 11
+
+
+@pytest.mark.skipif(not _git_ok(), reason="needs the repository's git history")
+def test_against_an_unknown_revision_says_so():
+    with pytest.raises(SystemExit, match="--against no-such-rev"):
+        with speed.worktree("no-such-rev"):
+            pass
