@@ -54,6 +54,11 @@ def worktree(rev: str) -> Iterator[Path]:
         made = subprocess.run([*git, "add", "--detach", str(path), rev], capture_output=True)
         if made.returncode != 0:
             raise SystemExit(f"--against {rev}: {made.stderr.decode().strip()}")
+        # pyproject maps models/ to vgfm_bayes.zoo; an editable install maps it to the checkout's
+        # models/, which REV's code would then read, unless REV's package has its own zoo
+        zoo = path / "vgfm_bayes" / "zoo"
+        if not zoo.exists():
+            zoo.symlink_to(path / "models", target_is_directory=True)
         try:
             yield path
         finally:
