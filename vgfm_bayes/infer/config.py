@@ -32,8 +32,10 @@ class FitConfig:
     ``snapshot_conditioning`` (last_layer): multiply the last layers' posterior by the
     snapshots' distribution-fit factor (model/snapshot_information.py); off by default.
     Training: warm-up SVI on the regression alone, then joint SVI with the simulated W1 and mass
-    factor. step_size is the Euler step in user time units (default a tenth of the shortest
-    interval).
+    factor. ``shared_warmup`` (ensemble): the fraction of the warm-up's steps trained first as one
+    network on every member's plans, whose weights then start every member (0: each member from
+    its own initial weights; infer/trainer.py). step_size is the Euler step in user time units
+    (default a tenth of the shortest interval).
     Reliability: with ``standardize`` the coordinates are centred and divided by their pooled
     root-mean-square spread before anything else; eps (on an unnormalised cost) and sigma are
     then in those standardised units, and every output is mapped back to the user's units.
@@ -67,6 +69,7 @@ class FitConfig:
     # head options (used by the heads that have them)
     bootstrap: bool = True  # ensemble: each member its own bootstrap of cells for SROT
     tau_spread: float = 0.0  # ensemble: members' tau log-uniform in tau * exp([-s, s])
+    shared_warmup: float = 0.0  # ensemble: fraction of the warm-up trained as one shared network
     init_scale: float = 1e-2  # mean_field: initial sd of the AutoNormal guide
     # regression (warm-up)
     batch_size: int = 256
@@ -131,6 +134,10 @@ class FitConfig:
         ]:
             if getattr(self, name) < 0:
                 raise ConfigError(f"config {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.shared_warmup < 1:
+            raise ConfigError(f"config shared_warmup must be in [0, 1), got {self.shared_warmup}")
+        if self.shared_warmup > 0 and self.head != "ensemble":
+            raise ConfigError(f"config shared_warmup is an ensemble option, not {self.head!r}'s")
         if self.snapshot_conditioning and self.head != "last_layer":
             raise ConfigError(
                 f"config snapshot_conditioning is a last_layer option, not {self.head!r}'s"

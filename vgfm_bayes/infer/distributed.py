@@ -136,3 +136,13 @@ def gather_to_rank0(obj: Any) -> list[Any] | None:
     out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable) as a list indexed by rank, on every rank; a plain
+    process gets ``[obj]``. All ranks must call this."""
+    if not _active() or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out

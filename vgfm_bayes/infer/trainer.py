@@ -10,6 +10,7 @@ owns data in, outputs out and run folders, and calls :func:`prepare_plans`, :fun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -25,13 +26,13 @@ import torch
 from ..data import TimeCourse
 from ..model import DistributionFit, Head, VGFMModel
 from ..nn import Fields
-from ..ot import Members, component_plans, sample_pairs
+from ..ot import Members, PairBatch, component_plans, sample_pairs
 from . import distributed
 from .adam import Adam
 from .checkpoint import capture_rng, restore_rng, save_checkpoint, stop_on_signals
 from .config import ConfigError, FitConfig
 from .run_folder import CHECKPOINT_FILE
-from .svi import History, TrainingError, train
+from .svi import History, TrainingError, run_phase, train
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,11 @@ def build(
     settings: Mapping[str, Any],
     device: torch.device,
     member_ids: Sequence[int],
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[VGFMModel, Any]:
-    """The Pyro model on the training data's time span and the head's guide, started at the
-    head's initial weights of ``member_ids`` (an ensemble's share; all members by default)."""
+    """The Pyro model on the training data's time span and the head's guide, started at
+    ``init`` (named weights), by default the head's initial weights of ``member_ids`` (an
+    ensemble's share; all members by default)."""
     c = config
     t0, t1 = float(internal.times[0]), float(internal.times[-1])
     fields = Fields.build(
@@ -118,7 +121,8 @@ def build(
     )
     ids = list(member_ids)
     member_shape = (len(ids),) if head.is_ensemble else ()
-    init = head.init_weights(fields, c.seed, device, ids)
+    if init is None:
+        init = head.init_weights(fields, c.seed, device, ids)
     with pyro.settings.context(module_local_params=True):
         model = VGFMModel(
             fields,
@@ -186,13 +190,26 @@ def train_fit(
     """
     c = config
     seed_everything(c.seed)  # training starts from the seed, however the plans were made
-    model, guide = build(c, head, prepared.internal, settings, device, member_ids)
+    shared = shared_steps(c, head)
+    start, history = None, None
+    if shared and state is None:
+        try:
+            start, seconds = shared_start(
+                c, head, members, settings, prepared, device, member_ids, shared
+            )
+        except TrainingError as err:
+            if run is not None:  # nothing worth keeping yet: no half-written run
+                shutil.rmtree(run, ignore_errors=True)
+            raise TrainingError(f"{err} (the ensemble's shared warm-up)") from err
+        history = History(seconds={"warmup": seconds})
+    c = dataclasses.replace(c, warmup_steps=c.warmup_steps - shared)  # the members' own steps
+    model, guide = build(c, head, prepared.internal, settings, device, member_ids, start)
     pair_gens = members.generators(c.seed, device, member_ids)
     sampler = members.sampler(prepared.plans, c.batch_size, c.sigma, pair_gens)
     fit_gen = torch.Generator(device=device).manual_seed(c.seed + 1)
     fit_loss = _distribution_fit(c, model, prepared.internal, settings, device, fit_gen)
     generators = {**pair_gens, "fit": fit_gen}
-    history, resume_phase, optim_state = None, None, None
+    resume_phase, optim_state = None, None
     if state is not None:
         guide.load_state_dict(state["guide"])
         restore_rng(state["rng"], generators)
@@ -263,6 +280,62 @@ def train_fit(
         sv, sg = model.noise_scales(guide)
         fitted.fit_info.update(sigma_v_fitted=sv, sigma_g_fitted=sg)
     return fitted
+
+
+def shared_steps(config: FitConfig, head: Head) -> int:
+    """Warm-up steps an ensemble trains as one shared network first (``shared_warmup``; 0 for
+    single networks). The members' own warm-up is the rest."""
+    c = config
+    if not head.is_ensemble or c.shared_warmup <= 0:
+        return 0
+    return min(round(c.shared_warmup * c.warmup_steps), c.warmup_steps - 1)
+
+
+def shared_start(config, head, members, settings, prepared, device, member_ids, steps):
+    """The members' common start: one network trained for ``steps`` warm-up steps on every
+    member's plans (each step batch_size pairs per interval in all, drawn evenly from the
+    members' own bootstraps and settings), its weights copied to every member of
+    ``member_ids``. Returns those weights, shape (len(member_ids), ...), and the seconds taken.
+
+    Why: a step of K members costs K networks' matmuls; the shared steps cost one network's.
+    The members' spread comes from their own plans in the rest of the warm-up (measured: the
+    same growth coverage and per-draw W1 as independent starts, benchmarks/results/speed_cpu.md).
+    A distributed ensemble gathers every rank's members' pairs each step, in member order, so
+    every rank trains the same network as one process does.
+    """
+    c = config
+    t = time.perf_counter()
+    trunk, guide = build(c, Head(), prepared.internal, settings, device, [0])
+    gens = members.generators(c.seed + 9, device, member_ids)  # not the members' own streams
+    per_member = max(1, c.batch_size // head.n_members)
+
+    def sample() -> PairBatch:
+        b = members.sample(prepared.plans, per_member, c.sigma, gens)
+        own = (b.x, b.t, b.u, b.gamma)  # (K, B, ...) each: flattened in member order below
+        if distributed.world_size() == 1:
+            return PairBatch(*(f.reshape(-1, *f.shape[2:]) for f in own))
+        parts = distributed.all_gather((list(member_ids), [f.cpu() for f in own]))
+        where = {m: (r, i) for r, (ids, _) in enumerate(parts) for i, m in enumerate(ids)}
+        rows = [where[m] for m in sorted(where)]  # member order, whichever rank holds whom
+        return PairBatch(
+            *(torch.cat([parts[r][1][f][i] for r, i in rows]).to(device) for f in range(4))
+        )
+
+    with pyro.settings.context(module_local_params=True):
+        run_phase(
+            "shared warm-up",
+            trunk,
+            guide,
+            sample,
+            steps,
+            c.lr_warmup,
+            progress=False,
+            explode_ratio=c.explode_ratio,
+        )
+        weights = trunk.unpack(guide.median())
+    k = len(member_ids)
+    start = {n: w.detach().expand(k, *w.shape).clone() for n, w in weights.items()}
+    return start, time.perf_counter() - t
 
 
 def _component_samplers(config, head, settings, prepared, generators, device, srot_options):

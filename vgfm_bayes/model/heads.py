@@ -119,8 +119,9 @@ class Head:
 
 @dataclass(frozen=True)
 class EnsembleHead(Head):
-    """K independently initialised point networks, trained as one batch: weights (K, ...),
-    pairs (K, B, D); the posterior's draws are the members.
+    """K point networks, trained as one batch: weights (K, ...), pairs (K, B, D); the
+    posterior's draws are the members. They start from their own initial weights, or with the
+    config's ``shared_warmup`` from one network trained on all of them (infer/trainer.py).
 
     Each member also sees its own bootstrap of the cells for its SROT plans (and, with the
     config's ``tau_spread`` or an auto fit's mixture, its own tau): ot/members.py.
