@@ -195,7 +195,7 @@ def train_fit(
     if shared and state is None:
         try:
             start, seconds = shared_start(
-                c, head, members, settings, prepared, device, member_ids, shared
+                c, head, members, settings, prepared, device, member_ids, shared, progress
             )
         except TrainingError as err:
             if run is not None:  # nothing worth keeping yet: no half-written run
@@ -291,7 +291,7 @@ def shared_steps(config: FitConfig, head: Head) -> int:
     return min(round(c.shared_warmup * c.warmup_steps), c.warmup_steps - 1)
 
 
-def shared_start(config, head, members, settings, prepared, device, member_ids, steps):
+def shared_start(config, head, members, settings, prepared, device, member_ids, steps, progress):
     """The members' common start: one network trained for ``steps`` warm-up steps on every
     member's plans (each step batch_size pairs per interval in all, drawn evenly from the
     members' own bootstraps and settings), its weights copied to every member of
@@ -329,7 +329,7 @@ def shared_start(config, head, members, settings, prepared, device, member_ids, 
             sample,
             steps,
             c.lr_warmup,
-            progress=False,
+            progress=progress,
             explode_ratio=c.explode_ratio,
         )
         weights = trunk.unpack(guide.median())
