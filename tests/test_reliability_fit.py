@@ -3,7 +3,6 @@
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import vgfm_bayes.infer.trainer as trainer
-from tests.tiny import TINY, make_tiny, write_csv
+from tests.tiny import TINY, crashed_run, guide_state, kept_checkpoints, make_tiny, write_csv
 from vgfm_bayes import VGFM, RunError, TimeCourse
 from vgfm_bayes.cli import main
 from vgfm_bayes.infer import CheckpointError, TrainingError, load_checkpoint
@@ -157,35 +155,19 @@ def test_scaling_survives_save_and_load(tiny, tmp_path):
 # ---------------------------------------------------------------- checkpoints and resume
 
 
-def _guide_state(model):
-    return {k: v.detach().clone() for k, v in model.guide.state_dict().items()}
-
-
-def test_resume_from_any_checkpoint_matches_the_uninterrupted_fit(tiny, tmp_path, monkeypatch):
-    snapshots = []
-    real = trainer.save_checkpoint
-
-    def keep(path, state):
-        real(path, state)
-        snapshots.append(path.read_bytes())
-
-    monkeypatch.setattr(trainer, "save_checkpoint", keep)
+def test_resume_from_any_checkpoint_matches_the_uninterrupted_fit(tiny, tmp_path):
     cfg = {**TINY, "joint_steps": 3, "checkpoint_every": 1}
     full_dir = tmp_path / "full"
-    full = VGFM(**cfg, seed=5).fit(tiny, progress=False, run_dir=full_dir)
+    with kept_checkpoints() as snapshots:
+        full = VGFM(**cfg, seed=5).fit(tiny, progress=False, run_dir=full_dir)
     assert len(snapshots) == cfg["warmup_steps"] + cfg["joint_steps"]
-    monkeypatch.setattr(trainer, "save_checkpoint", real)
     # a crash after warm-up step 13, and one after joint step 1
     for index in (12, cfg["warmup_steps"]):
-        run = tmp_path / f"crash{index}"
-        run.mkdir()
-        for name in ("fit.json", "data.npz"):
-            shutil.copy(full_dir / name, run / name)
-        (run / "checkpoint.pt").write_bytes(snapshots[index])
+        run = crashed_run(full_dir, snapshots[index], tmp_path / f"crash{index}")
         resumed = VGFM.resume(run, progress=False)
         assert resumed.history.warmup == full.history.warmup
         assert resumed.history.joint == full.history.joint
-        a, b = _guide_state(full), _guide_state(resumed)
+        a, b = guide_state(full), guide_state(resumed)
         for k in a:
             assert torch.equal(a[k], b[k]), (index, k)
         assert resumed.evaluate()["w1"] == full.evaluate()["w1"]

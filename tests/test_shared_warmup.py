@@ -1,20 +1,14 @@
 """The ensemble's shared start (config shared_warmup, infer/trainer.py): the warm-up's first steps
 train one network on every member's pairs, and every member starts from it."""
 
-import shutil
-
 import pytest
 import torch
 
-from tests.tiny import TINY
+from tests.tiny import TINY, crashed_run, guide_state, kept_checkpoints
 from vgfm_bayes import VGFM
 from vgfm_bayes.infer import ConfigError, FitConfig, trainer
 
 CFG = {**TINY, "head": "ensemble", "members": 3, "shared_warmup": 0.5}
-
-
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.guide.state_dict().items()}
 
 
 def test_shared_warmup_is_a_fraction_and_an_ensemble_option():
@@ -82,26 +76,14 @@ def test_without_it_every_member_starts_from_its_own_weights(tiny, monkeypatch):
     assert starts == [(True, None, 20)]  # no shared network was built
 
 
-def test_a_resumed_shared_start_ensemble_matches_the_uninterrupted_fit(tiny, tmp_path, monkeypatch):
-    snapshots = []
-    real = trainer.save_checkpoint
-
-    def keep(path, state):
-        real(path, state)
-        snapshots.append(path.read_bytes())
-
-    monkeypatch.setattr(trainer, "save_checkpoint", keep)
+def test_a_resumed_shared_start_ensemble_matches_the_uninterrupted_fit(tiny, tmp_path):
     cfg = {**CFG, "joint_steps": 2, "checkpoint_every": 1}
-    full = VGFM(**cfg, seed=3).fit(tiny, progress=False, run_dir=tmp_path / "full")
+    with kept_checkpoints() as snapshots:
+        full = VGFM(**cfg, seed=3).fit(tiny, progress=False, run_dir=tmp_path / "full")
     # the members' own steps only: a checkpoint's weights already hold the shared start
     assert len(snapshots) == 10 + 2
-    monkeypatch.setattr(trainer, "save_checkpoint", real)
-    run = tmp_path / "crash"
-    run.mkdir()
-    for name in ("fit.json", "data.npz"):
-        shutil.copy(tmp_path / "full" / name, run / name)
-    (run / "checkpoint.pt").write_bytes(snapshots[4])
+    run = crashed_run(tmp_path / "full", snapshots[4], tmp_path / "crash")
     resumed = VGFM.resume(run, progress=False)
     assert resumed.history.warmup == full.history.warmup
-    a, b = _state(full), _state(resumed)
+    a, b = guide_state(full), guide_state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -51,3 +54,36 @@ def write_csv(tc: TimeCourse, path):
     rows += [f"{t},{a},{b}" for t, x in zip(tc.times, tc.x, strict=True) for a, b in x]
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def guide_state(model) -> dict:
+    """A fitted model's guide weights, detached copies (to compare fits bitwise)."""
+    return {k: v.detach().clone() for k, v in model.guide.state_dict().items()}
+
+
+@contextlib.contextmanager
+def kept_checkpoints() -> Iterator[list[bytes]]:
+    """Every checkpoint fits write inside the block, as bytes, in order."""
+    from vgfm_bayes.infer import trainer
+
+    snapshots: list[bytes] = []
+    real = trainer.save_checkpoint
+
+    def keep(path, state):
+        real(path, state)
+        snapshots.append(path.read_bytes())
+
+    trainer.save_checkpoint = keep
+    try:
+        yield snapshots
+    finally:
+        trainer.save_checkpoint = real
+
+
+def crashed_run(full: Path, checkpoint: bytes, run: Path) -> Path:
+    """A run folder as a crash would leave it: ``full``'s inputs and one of its checkpoints."""
+    run.mkdir()
+    for name in ("fit.json", "data.npz"):
+        shutil.copy(full / name, run / name)
+    (run / "checkpoint.pt").write_bytes(checkpoint)
+    return run
