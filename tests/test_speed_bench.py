@@ -48,7 +48,13 @@ def test_table_reports_medians_runs_and_ratio_per_tree():
     assert lines[0] == "| what | this tree, median s | v0, median s |"
     point = next(line for line in lines if "--model point" in line)
     assert "| 11.00 (10.0, 12.0, 11.0) | 22.00 (20.0, 24.0, 22.0) |" in point
-    assert lines[-1] == "| ensemble / point (target <= 1.5) | 1.55 | 1.55 |"  # 17 / 11
+    assert lines[-2] == "| ensemble / point (target <= 1.5) | 1.55 | 1.55 |"  # 17 / 11
+    # run by run: 15 / 10, 17 / 12, 30 / 11
+    run_by_run = "1.50 (1.50, 1.42, 2.73)"
+    assert (
+        lines[-1]
+        == f"| ensemble / point, run by run: median (runs) | {run_by_run} | {run_by_run} |"
+    )
 
 
 @pytest.mark.skipif(not _git_ok(), reason="needs the repository's git history")
