@@ -100,29 +100,6 @@ def test_pack_unpack_roundtrip_with_member_dim(tiny):
         assert back[k].shape == (3, *fields.shapes()[k])
 
 
-@pytest.mark.parametrize(
-    ("hidden_v", "hidden_g", "batch"),
-    [((8, 8), (8, 8), ()), ((8, 8), (8, 8), (3,)), ((8, 8), (6,), (3,)), ((), (), ())],
-)
-def test_vg_function_equals_the_two_fields(hidden_v, hidden_g, batch):
-    """The stacked evaluation (same hidden sizes) and its fallback (different, or no hidden
-    layer) give v and g with their gradients, for members and for inputs that broadcast."""
-    fields = Fields.build(3, 0.0, 2.0, hidden_v, hidden_g)
-    params = fields.init(batch_shape=batch, generator=torch.Generator().manual_seed(0))
-    for p in params.values():
-        p.requires_grad_(True)
-    for x, t in [(torch.randn(*batch, 7, 3), torch.rand(*batch, 7)), (torch.randn(7, 3), 0.5)]:
-        v, g = fields.vg_function(params)(x, t)
-        v_ref, g_ref = fields.v(params, x, t), fields.g(params, x, t)
-        assert v.shape == v_ref.shape and g.shape == g_ref.shape
-        torch.testing.assert_close(v, v_ref)
-        torch.testing.assert_close(g, g_ref)
-        grads = torch.autograd.grad((v**2).sum() + g.sum(), list(params.values()))
-        refs = torch.autograd.grad((v_ref**2).sum() + g_ref.sum(), list(params.values()))
-        for a, b in zip(grads, refs, strict=True):
-            torch.testing.assert_close(a, b)
-
-
 def test_simulate_constant_fields_is_exact():
     """Zero weights and constant output biases: x(t) = x0 + b t, log w(t) = log w0 + c t."""
     fields = Fields.build(2, 0.0, 1.0, (4,), (4,))

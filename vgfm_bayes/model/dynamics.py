@@ -33,10 +33,9 @@ def simulate(
     x : Tensor, shape (T, *batch, N, D); log_w : Tensor, shape (T, *batch, N)
     """
 
-    vg = fields.vg_function(params)  # the networks' weights stacked once per simulation
-
     def rhs(t: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
-        return vg(state[0], t)
+        x, _ = state
+        return fields.v(params, x, t), fields.g(params, x, t)
 
     options = {"step_size": step_size} if method in ("euler", "midpoint", "rk4") else None
     x, log_w = odeint(rhs, (x0, log_w0), times.to(x0.dtype), method=method, options=options)

@@ -238,7 +238,8 @@ class VGFMModel:
         params = self.sample_params(device, dtype)
         sigma_v, sigma_g = self.noise(device, dtype)
         if batch is not None:
-            v, g = self.fields.vg_function(params)(batch.x, batch.t)
+            v = self.fields.v(params, batch.x, batch.t)
+            g = self.fields.g(params, batch.x, batch.t)
             with ExitStack() as stack:
                 if self.member_shape:
                     stack.enter_context(pyro.plate("members", self.member_shape[0], dim=-2))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 
-from .mlp import MLPSpec, init_mlp, mlp_forward, stack_hidden, stacked_hidden_forward
+from .mlp import MLPSpec, init_mlp, mlp_forward
 
 
 def default_hidden(dim: int) -> tuple[int, ...]:
@@ -76,27 +76,3 @@ class Fields:
     def g(self, params: Mapping[str, torch.Tensor], x: torch.Tensor, t) -> torch.Tensor:
         """Growth rate, shape (*batch, N), per unit of the user's time."""
         return mlp_forward(self.growth, params, self._inputs(x, t), "g.").squeeze(-1)
-
-    def vg_function(
-        self, params: Mapping[str, torch.Tensor]
-    ) -> Callable[[torch.Tensor, torch.Tensor | float], tuple[torch.Tensor, torch.Tensor]]:
-        """(x, t) -> (v, g) for evaluating both fields at the same points (the ODE's right-hand
-        side, the regression's pairs). When the two networks have the same hidden layers (the
-        defaults), their hidden layers run as one batched matmul per layer, stacked here once
-        for every later call: half the operations, which on a CPU is most of the cost of the
-        small matmuls in the simulation's inner loop. Same values as :meth:`v` and :meth:`g`
-        up to float rounding."""
-        vs, gs = self.velocity, self.growth
-        if vs.hidden != gs.hidden or vs.negative_slope != gs.negative_slope or not vs.hidden:
-            return lambda x, t: (self.v(params, x, t), self.g(params, x, t))
-        hidden = stack_hidden(vs, params, ("v.", "g."))
-        wv, bv = (params[n] for n in vs.last_layer("v."))
-        wg, bg = (params[n] for n in gs.last_layer("g."))
-
-        def vg(x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
-            h = stacked_hidden_forward(hidden, self._inputs(x, t), vs.negative_slope)
-            v = torch.matmul(h[..., 0, :, :], wv) + bv.unsqueeze(-2)
-            g = torch.matmul(h[..., 1, :, :], wg) + bg.unsqueeze(-2)
-            return v, g.squeeze(-1)
-
-        return vg

@@ -67,10 +67,6 @@ def init_mlp(
     return params
 
 
-def _layer(params: Mapping[str, torch.Tensor], i: int, prefix: str):
-    return params[f"{prefix}l{i}.weight"], params[f"{prefix}l{i}.bias"]
-
-
 def mlp_forward(
     spec: MLPSpec, params: Mapping[str, torch.Tensor], x: torch.Tensor, prefix: str = ""
 ) -> torch.Tensor:
@@ -88,41 +84,9 @@ def mlp_forward(
     h = x
     last = spec.n_layers - 1
     for i in range(spec.n_layers):
-        w, b = _layer(params, i, prefix)
+        w = params[f"{prefix}l{i}.weight"]
+        b = params[f"{prefix}l{i}.bias"]
         h = torch.matmul(h, w) + b.unsqueeze(-2)
         if i < last:
             h = F.leaky_relu(h, spec.negative_slope)
-    return h
-
-
-def stack_hidden(
-    spec: MLPSpec, params: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The hidden layers of several MLPs with ``spec``'s sizes (named by ``prefixes``), stacked
-    on a new dim -3: per layer a weight (*batch, P, fan_in, fan_out) and a bias
-    (*batch, P, 1, fan_out), for :func:`stacked_hidden_forward`."""
-    out = []
-    for i in range(spec.n_layers - 1):
-        ws, bs = zip(*(_layer(params, i, p) for p in prefixes), strict=True)
-        out.append((torch.stack(ws, -3), torch.stack(bs, -2).unsqueeze(-2)))
-    return out
-
-
-def stacked_hidden_forward(
-    layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, negative_slope: float
-) -> torch.Tensor:
-    """Hidden features of P stacked MLPs (:func:`stack_hidden`) at the same inputs: one batched
-    matmul per layer for all P networks instead of one each.
-
-    Parameters
-    ----------
-    x : Tensor, shape (*batch, N, in_dim)
-
-    Returns
-    -------
-    Tensor, shape (*batch, P, N, hidden[-1])
-    """
-    h = x.unsqueeze(-3)
-    for w, b in layers:
-        h = F.leaky_relu(torch.matmul(h, w) + b, negative_slope)
     return h
