@@ -23,6 +23,27 @@ def test_warmup_reduces_the_loss(tiny):
     assert np.mean(m.history.warmup[-20:]) < np.mean(m.history.warmup[:20])
 
 
+def test_learned_noise_scales_are_each_fits_own():
+    """Two fits in one process (a notebook): the second reports its own fitted sigmas, not the
+    first's (Pyro's global param store holds those under the same names)."""
+    import pyro
+    import torch
+
+    from tests.tiny import make_tiny
+    from vgfm_bayes.model.vgfm import NOISE_RATE
+
+    cfg = {**TINY, "learn_sigmas": True, "joint_steps": 0}
+    first = VGFM(**cfg).fit(make_tiny(seed=0), progress=False)
+    far = make_tiny(seed=1)
+    far = type(far)(far.times, tuple(3.0 * x for x in far.x), None, name="far")
+    second = VGFM(**cfg).fit(far, progress=False)
+    with pyro.settings.context(module_local_params=True), torch.no_grad():
+        own = second.guide.median()
+    expected = torch.exp(NOISE_RATE * own["noise_v"]).tolist()
+    np.testing.assert_allclose(second.fit_info["sigma_v_fitted"], expected, rtol=1e-6)
+    assert second.fit_info["sigma_v_fitted"] != first.fit_info["sigma_v_fitted"]
+
+
 def test_simulate_contract(fitted, tiny):
     traj = fitted.simulate(samples=5)
     s, t, n, d = traj.x.shape

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import pyro
 import torch
 import torch.nn.functional as F
 from pyro.infer.autoguide import AutoDelta
@@ -392,8 +393,10 @@ class LaplaceGuide(AutoDelta):
         return self._vgfm[0]
 
     def map_params(self) -> dict[str, torch.Tensor]:
-        """The fitted (MAP) named weights, no draw dim."""
-        return self.vgfm_model.unpack(self.median())
+        """The fitted (MAP) named weights, no draw dim: this guide's own, even outside Pyro's
+        module-local params (where the global param store would give an earlier fit's)."""
+        with pyro.settings.context(module_local_params=True):
+            return self.vgfm_model.unpack(self.median())
 
     @torch.no_grad()
     def fit_laplace(self, batches: Sequence[PairBatch]) -> dict:

@@ -183,7 +183,9 @@ class VGFMModel:
         """The fitted (sigma_v per dim, sigma_g): the guide's values, else the fixed ones."""
         if not self.learn_sigmas:
             return [self.sigma_v] * self.fields.dim, self.sigma_g
-        with torch.no_grad():
+        # the guide's own values: outside module-local params Pyro reads the global param
+        # store, which holds an earlier fit's by the same name
+        with pyro.settings.context(module_local_params=True), torch.no_grad():
             med = guide.median()
         sv = torch.exp(NOISE_RATE * med["noise_v"]).cpu().tolist()
         return sv, float(torch.exp(NOISE_RATE * med["noise_g"]))
