@@ -1,8 +1,12 @@
 import numpy as np
+import pyro
 import pytest
+import torch
 
-from tests.tiny import TINY
+from tests.tiny import TINY, make_tiny
 from vgfm_bayes import VGFM, ConfigError, DataError, RunError
+from vgfm_bayes.data import TimeCourse
+from vgfm_bayes.model.vgfm import NOISE_RATE
 from vgfm_bayes.ot import w1_exact
 
 
@@ -26,16 +30,10 @@ def test_warmup_reduces_the_loss(tiny):
 def test_learned_noise_scales_are_each_fits_own():
     """Two fits in one process (a notebook): the second reports its own fitted sigmas, not the
     first's (Pyro's global param store holds those under the same names)."""
-    import pyro
-    import torch
-
-    from tests.tiny import make_tiny
-    from vgfm_bayes.model.vgfm import NOISE_RATE
-
     cfg = {**TINY, "learn_sigmas": True, "joint_steps": 0}
     first = VGFM(**cfg).fit(make_tiny(seed=0), progress=False)
-    far = make_tiny(seed=1)
-    far = type(far)(far.times, tuple(3.0 * x for x in far.x), None, name="far")
+    near = make_tiny(seed=1)
+    far = TimeCourse(near.times, tuple(3.0 * x for x in near.x), None, name="far")
     second = VGFM(**cfg).fit(far, progress=False)
     with pyro.settings.context(module_local_params=True), torch.no_grad():
         own = second.guide.median()
