@@ -19,17 +19,11 @@ import argparse
 import numpy as np
 import torch
 
-from vgfm_bayes import VGFM, datasets
-from vgfm_bayes.data import simulate
+from vgfm_bayes import VGFM
+from vgfm_bayes.bench import bench_task
 from vgfm_bayes.model import laplace as L
 
 REPLICATES = 4
-
-
-def load(name: str, seed: int):
-    if name in ("simulator", "simulator_reweight"):
-        return simulate("separated" if name == "simulator" else "reweight", seed=seed).data
-    return datasets.load(name)
 
 
 def rms(a: torch.Tensor) -> float:
@@ -38,7 +32,7 @@ def rms(a: torch.Tensor) -> float:
 
 def measure(name: str, seed: int) -> dict[str, float]:
     m = VGFM.from_zoo("last_layer", seed=seed)
-    m.prepare(load(name, seed))
+    m.prepare(bench_task(name, seed).data)  # the bench's data set names, simulators included
     plans = m.plans
     m.fit(progress=False)
     guide, model, lap = m.guide, m.model, m.guide.laplace
